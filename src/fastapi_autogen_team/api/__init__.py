@@ -1,0 +1,1 @@
+"""The HTTP surface: routes, authentication and the rendering of errors as OpenAI errors."""

@@ -1,0 +1,259 @@
+"""The run owner: runs one team, maps its events to OpenAI deltas, and always cleans up.
+
+The team runs in its own asyncio task that feeds a queue; the HTTP side only reads the queue.
+Cancelling the consumer does not stop an AutoGen team (it runs to the end), so `close()`
+cancels the run's CancellationToken, which aborts the model call in flight and closes the
+upstream stream; the producer then drains quietly and ends. Whoever created a `TeamRun`
+must call `close()` and should await `wait_closed()`, whatever happened.
+
+Mapping (AGENT_MESSAGES): the answer agent's tokens go to `content`; every other agent's
+turn goes to `reasoning_content` (mode `reasoning`), to `content` under a speaker header
+(mode `content`), or nowhere (mode `final`). Each turn on a channel starts with its speaker's
+name. With no answer agent, the run's last message is the answer, sent when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+from autogen_agentchat.base import TaskResult, Team
+from autogen_agentchat.messages import (
+    BaseChatMessage,
+    ModelClientStreamingChunkEvent,
+    ThoughtEvent,
+    ToolCallExecutionEvent,
+    ToolCallRequestEvent,
+)
+from autogen_core import CancellationToken
+
+from .conversation import Conversation
+from .errors import InternalError, ServiceError
+from .settings import AgentMessages, Settings
+from .teams.clients import RunModelClient
+from .teams.registry import ServedTeam
+from .teams.run import RunInputs
+from .wire import ChunkWriter, error_event
+
+logger = logging.getLogger(__name__)
+
+Channel = Literal["content", "reasoning"]
+_END = object()
+_RESULT_EXCERPT = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    channel: Channel
+    text: str
+
+
+def _excerpt(text: str, limit: int = _RESULT_EXCERPT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+class DeltaMapper:
+    """Turns AutoGen events into deltas, one AGENT_MESSAGES mode and answer agent per run."""
+
+    def __init__(self, mode: AgentMessages, answer_agent: str | None) -> None:
+        self._mode = mode
+        self._answer_agent = answer_agent
+        self._speaker: dict[Channel, str | None] = {"content": None, "reasoning": None}
+        self._streamed: set[str] = set()
+        self._last_message = ""
+        self.answered = False
+
+    def map(self, event: object) -> list[Delta]:
+        if isinstance(event, ModelClientStreamingChunkEvent):
+            self._streamed.add(event.full_message_id or "")
+            return self._say(event.source, event.content)
+        if isinstance(event, ToolCallRequestEvent):
+            calls = "".join(f"\u2192 {c.name}({c.arguments})\n" for c in event.content)
+            return self._note(event.source, calls)
+        if isinstance(event, ToolCallExecutionEvent):
+            results = "".join(f"\u2190 {r.name}: {_excerpt(r.content)}\n" for r in event.content)
+            return self._note(event.source, results)
+        if isinstance(event, ThoughtEvent):
+            return self._note(event.source, event.content)
+        if isinstance(event, BaseChatMessage):
+            return self._message(event)
+        return []
+
+    def finish(self) -> list[Delta]:
+        """What is still owed when the run ends: the answer, if none was streamed."""
+        if self.answered or not self._last_message:
+            return []
+        if self._mode == "content" and self._answer_agent is None:
+            return []
+        self.answered = True
+        return [Delta("content", self._last_message)]
+
+    def _message(self, message: BaseChatMessage) -> list[Delta]:
+        text = message.to_model_text()
+        self._last_message = text
+        if message.id in self._streamed:
+            return []
+        return self._say(message.source, text)
+
+    def _say(self, source: str, text: str) -> list[Delta]:
+        if self._answer_agent is not None and source == self._answer_agent:
+            self.answered = True
+            header = self._mode == "content"
+            return self._on("content", source, text, header=header)
+        return self._note(source, text)
+
+    def _note(self, source: str, text: str) -> list[Delta]:
+        if self._mode == "final" or not text:
+            return []
+        channel: Channel = "reasoning" if self._mode == "reasoning" else "content"
+        return self._on(channel, source, text, header=True)
+
+    def _on(self, channel: Channel, source: str, text: str, *, header: bool) -> list[Delta]:
+        previous = self._speaker[channel]
+        self._speaker[channel] = source
+        if not header or previous == source:
+            return [Delta(channel, text)]
+        gap = "" if previous is None else "\n\n"
+        return [Delta(channel, f"{gap}**{source}**\n"), Delta(channel, text)]
+
+
+class TeamRun:
+    """One team run, started in its own task; read its deltas, then close it."""
+
+    def __init__(
+        self,
+        team: Team,
+        task: str,
+        client: RunModelClient,
+        token: CancellationToken,
+        mapper: DeltaMapper,
+    ) -> None:
+        self._team = team
+        self._task_text = task
+        self._token = token
+        self._mapper = mapper
+        self.client = client
+        self.stop_reason: str | None = None
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._error: BaseException | None = None
+        self._closing = False
+        self._task = asyncio.create_task(self._produce(), name="team-run")
+
+    async def _produce(self) -> None:
+        try:
+            stream = self._team.run_stream(
+                task=self._task_text, cancellation_token=self._token, output_task_messages=False
+            )
+            async for event in stream:
+                if isinstance(event, TaskResult):
+                    self.stop_reason = event.stop_reason
+                elif not self._closing:
+                    self._queue.put_nowait(event)
+        except BaseException as error:  # the run's failure is reported to the consumer
+            self._error = error
+        finally:
+            self._queue.put_nowait(_END)
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        """Every delta of the run; raises a ServiceError if the run failed."""
+        while (event := await self._queue.get()) is not _END:
+            for delta in self._mapper.map(event):
+                yield delta
+        if self._error is not None:
+            raise self._failure(self._error)
+        for delta in self._mapper.finish():
+            yield delta
+
+    def _failure(self, error: BaseException) -> ServiceError:
+        if self.client.failure is not None:
+            return self.client.failure
+        if isinstance(error, ServiceError):
+            return error
+        logger.error("team run failed", exc_info=error)
+        return InternalError()
+
+    def close(self) -> None:
+        """Stops the run if it is still going; safe to call more than once."""
+        if self._task.done() or self._closing:
+            return
+        self._closing = True
+        self._token.cancel()
+
+    async def wait_closed(self, grace: float = 5.0) -> None:
+        """Waits for the run's task to end, cancelling it outright after `grace` seconds."""
+        done, _ = await asyncio.wait({self._task}, timeout=grace)
+        if not done:
+            logger.warning("team run ignored cancellation for %.1f s; cancelling its task", grace)
+            self._task.cancel()
+
+    @property
+    def usage(self) -> tuple[int, int]:
+        return self.client.prompt_tokens, self.client.completion_tokens
+
+
+async def collect(run: TeamRun) -> tuple[str, str]:
+    """Runs to the end and returns (content, reasoning), for non-streaming responses."""
+    parts: dict[Channel, list[str]] = {"content": [], "reasoning": []}
+    async for delta in run.deltas():
+        parts[delta.channel].append(delta.text)
+    return "".join(parts["content"]), "".join(parts["reasoning"])
+
+
+def start_run(
+    served: ServedTeam,
+    conversation: Conversation,
+    sampling: dict[str, object],
+    settings: Settings,
+) -> TeamRun:
+    """Builds fresh agents and a fresh team for this request, and starts the run."""
+    token = CancellationToken()
+    client = RunModelClient(served.client, token, sampling)
+    inputs = RunInputs(client, conversation.instructions, conversation.history, settings.MAX_TURNS)
+    team = served.definition.build(inputs)
+    mapper = DeltaMapper(settings.AGENT_MESSAGES, served.definition.answer_agent)
+    return TeamRun(team, conversation.task, client, token, mapper)
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def frame(data: str) -> bytes:
+    """One SSE event. OpenAI ends lines with \\n, and some clients split only on \\n\\n."""
+    return b"data: " + data.encode() + b"\n\n"
+
+
+def _chunk(writer: ChunkWriter, delta: Delta) -> str:
+    if delta.channel == "content":
+        return writer.content(delta.text)
+    return writer.reasoning(delta.text)
+
+
+async def sse_events(
+    run: TeamRun,
+    first: Delta | None,
+    rest: AsyncIterator[Delta],
+    writer: ChunkWriter,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """The whole SSE body of one streamed completion, given its first delta."""
+    try:
+        yield frame(writer.role())
+        if first is not None:
+            yield frame(_chunk(writer, first))
+        async for delta in rest:
+            yield frame(_chunk(writer, delta))
+        yield frame(writer.finish())
+        if include_usage:
+            yield frame(writer.usage(*run.usage))
+    except ServiceError as error:
+        yield frame(error_event(error.body()))
+    finally:
+        run.close()
+        with anyio.CancelScope(shield=True):
+            await run.wait_closed()
+    yield DONE

@@ -1,0 +1,196 @@
+"""Model clients: the shared upstream client, and the thin per-run view the agents use.
+
+Building an `OpenAIChatCompletionClient` costs ~18 ms and blocks the loop, so one is built at
+start-up and shared by every run. Each run wraps it in a `RunModelClient`, which is where
+per-run concerns live: the request's sampling fields reach every call, usage is summed for
+this run only, no call starts after the run was cancelled, and an upstream failure is
+classified here, because inside a team AutoGen re-raises it as a bare RuntimeError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, Literal
+
+import openai
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,  # type: ignore[attr-defined]
+    ModelFamily,
+    ModelInfo,
+    RequestUsage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from autogen_ext.models.openai import OpenAIChatCompletionClient
+from pydantic import BaseModel
+
+from ..errors import RateLimited, ServiceError, UpstreamFailed, UpstreamTimeout
+from ..settings import Settings
+from .offline import OfflineChatCompletionClient
+
+logger = logging.getLogger(__name__)
+
+_UNKNOWN_MODEL_INFO = ModelInfo(
+    vision=False,
+    function_calling=True,
+    json_output=True,
+    family=ModelFamily.UNKNOWN,
+    structured_output=True,
+)
+
+
+def build_default_client(settings: Settings) -> ChatCompletionClient:
+    """The client behind the built-in team: the upstream from LLM_*, or the offline model."""
+    if settings.offline:
+        return OfflineChatCompletionClient(token_delay=settings.OFFLINE_TOKEN_DELAY)
+    options: dict[str, Any] = {
+        "model": settings.LLM_MODEL,
+        "api_key": settings.LLM_API_KEY.get_secret_value() or "not-needed",
+        "timeout": settings.LLM_TIMEOUT,
+        "max_retries": settings.LLM_MAX_RETRIES,
+        "stream_options": {"include_usage": True},
+    }
+    if settings.LLM_BASE_URL:
+        options["base_url"] = settings.LLM_BASE_URL
+        options["model_info"] = _UNKNOWN_MODEL_INFO
+    return OpenAIChatCompletionClient(**options)
+
+
+def classify_upstream_error(error: BaseException) -> ServiceError:
+    """The client-facing error for a failed model call; never carries the upstream's text."""
+    if isinstance(error, openai.RateLimitError):
+        retry_after = error.response.headers.get("retry-after")
+        headers = {"Retry-After": retry_after} if retry_after else None
+        return RateLimited("The model upstream is rate limiting requests.", headers=headers)
+    if isinstance(error, openai.APITimeoutError):
+        return UpstreamTimeout("The model upstream did not answer in time.")
+    if isinstance(error, openai.APIStatusError):
+        return UpstreamFailed(f"The model upstream failed with HTTP {error.status_code}.")
+    if isinstance(error, openai.APIConnectionError):
+        return UpstreamFailed("The connection to the model upstream failed.")
+    return UpstreamFailed("The model upstream sent a response the service could not read.")
+
+
+class RunModelClient(ChatCompletionClient):
+    """One run's view of a shared model client."""
+
+    component_type = "model"
+
+    def __init__(
+        self,
+        inner: ChatCompletionClient,
+        cancellation_token: CancellationToken,
+        sampling: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._token = cancellation_token
+        self._sampling = dict(sampling or {})
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.calls = 0
+        self.failure: ServiceError | None = None
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},  # noqa: B006 - the base class's signature
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        self._begin()
+        try:
+            result = await self._inner.create(
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                json_output=json_output,
+                extra_create_args={**self._sampling, **extra_create_args},
+                cancellation_token=cancellation_token or self._token,
+            )
+        except Exception as error:
+            self._record_failure(error)
+            raise
+        self._add_usage(result.usage)
+        return result
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},  # noqa: B006 - the base class's signature
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        self._begin()
+        stream = self._inner.create_stream(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args={**self._sampling, **extra_create_args},
+            cancellation_token=cancellation_token or self._token,
+        )
+        try:
+            async for item in stream:
+                if isinstance(item, CreateResult):
+                    self._add_usage(item.usage)
+                yield item
+        except Exception as error:
+            self._record_failure(error)
+            raise
+        finally:
+            # Closing the inner generator closes the upstream HTTP stream now, not at GC.
+            await stream.aclose()
+
+    def _begin(self) -> None:
+        if self._token.is_cancelled():
+            raise asyncio.CancelledError("the run was cancelled; no further model calls")
+        self.calls += 1
+
+    def _add_usage(self, usage: RequestUsage) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+
+    def _record_failure(self, error: Exception) -> None:
+        if self.failure is None and not self._token.is_cancelled():
+            self.failure = classify_upstream_error(error)
+            logger.warning("model call failed: %s (%s)", type(error).__name__, self.failure.code)
+
+    async def close(self) -> None:
+        """The shared client outlives the run; the lifespan closes it."""
+
+    def actual_usage(self) -> RequestUsage:
+        return RequestUsage(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
+        )
+
+    def total_usage(self) -> RequestUsage:
+        return self.actual_usage()
+
+    def count_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()
+    ) -> int:
+        return self._inner.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()
+    ) -> int:
+        return self._inner.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return self._inner.model_info  # type: ignore[return-value]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self._inner.model_info
