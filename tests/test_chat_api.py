@@ -96,9 +96,10 @@ def test_stream_with_usage_is_valid_and_ends_with_usage_chunk(client: openai.Ope
     assert "boiling point of water" in said["content"]
     assert "**" not in said["content"]
     assert said["usage_last"]
-    assert said["usage"]["completion_tokens"] == len(said["reasoning"].split()) + len(
-        said["content"].split()
-    ) - 1  # the reasoning's "**drafter**" header is ours, not the model's
+    assert (
+        said["usage"]["completion_tokens"]
+        == len(said["reasoning"].split()) + len(said["content"].split()) - 1
+    )  # the reasoning's "**drafter**" header is ours, not the model's
 
 
 @pytest.mark.anyio

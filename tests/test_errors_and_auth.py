@@ -60,8 +60,12 @@ def test_malformed_json_is_a_400(service: RunningService) -> None:
             chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]),
             "messages.0.content",
         ),
-        (chat(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]),
-         "messages.1.role"),
+        (
+            chat(
+                messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+            ),
+            "messages.1.role",
+        ),
     ],
 )
 def test_bad_field_is_a_400_naming_it(service: RunningService, body: Any, param: str) -> None:
@@ -113,8 +117,12 @@ def guarded() -> Iterator[RunningService]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {KEY}"},
-     {"authorization": "Bearer"}],
+    [
+        {},
+        {"authorization": "Bearer wrong"},
+        {"authorization": f"Basic {KEY}"},
+        {"authorization": "Bearer"},
+    ],
 )
 def test_missing_or_wrong_key_is_a_401(guarded: RunningService, headers: dict[str, str]) -> None:
     error = error_of(post(guarded, chat(), headers=headers), 401)

@@ -27,7 +27,9 @@ def upstream() -> Iterator[ScriptedUpstream]:
 @pytest.fixture
 def service(upstream: ScriptedUpstream) -> Iterator[RunningService]:
     with running_service(
-        LLM_MODEL="scripted", LLM_BASE_URL=upstream.base_url, LLM_API_KEY="upstream-key",
+        LLM_MODEL="scripted",
+        LLM_BASE_URL=upstream.base_url,
+        LLM_API_KEY="upstream-key",
         LLM_TIMEOUT=1.0,
     ) as running:
         yield running
@@ -89,7 +91,12 @@ def test_sampling_fields_history_and_instructions_reach_every_call(
         {"role": "user", "content": "Name three primary colours."},
     ]
     client.chat.completions.create(
-        model=TEAM, messages=messages, temperature=0.3, top_p=0.9, seed=7, max_tokens=50,
+        model=TEAM,
+        messages=messages,
+        temperature=0.3,
+        top_p=0.9,
+        seed=7,
+        max_tokens=50,
         stop=["END"],
     )
     assert len(upstream.requests) == 2

@@ -11,10 +11,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from .api import health, routes
 from .api.errors import install_error_handlers
+from .api.limits import BodySizeLimit
+from .errors import ServiceUnavailable
 from .settings import Settings
+from .shutdown import SHUTTING_DOWN, drain_on_signals
+from .streaming import RunTracker
 from .teams.registry import load_registry
 
 logger = logging.getLogger(__name__)
@@ -26,12 +31,16 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         if not settings.API_KEYS:
             logger.warning("API_KEYS is empty: /v1 is open to anyone who can reach this address")
         registry = load_registry(settings)
-        app.state.registry = registry
-        app.state.draining = False
+        runs = RunTracker(settings.MAX_CONCURRENT_RUNS)
+        app.state.registry, app.state.runs, app.state.draining = registry, runs, False
+        restore_signals = drain_on_signals(app.state, runs, settings.SHUTDOWN_GRACE)
         try:
             yield
         finally:
             app.state.draining = True
+            restore_signals()
+            runs.abort_all(ServiceUnavailable(SHUTTING_DOWN))
+            await runs.wait_all(grace=2.0)
             await registry.close()
 
     return lifespan
@@ -49,7 +58,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = None
+    app.state.draining = False
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=settings.MAX_REQUEST_BYTES)
+    if settings.ALLOWED_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.ALLOWED_ORIGINS),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.include_router(routes.root_router)
     app.include_router(routes.router)
     app.include_router(health.router)

@@ -104,6 +104,12 @@ class ServiceUnavailable(ServiceError):
     code = "service_unavailable"
 
 
+class RunTimedOut(ServiceError):
+    status = 504
+    type = "timeout_error"
+    code = "run_timeout"
+
+
 class InternalError(ServiceError):
     def __init__(self) -> None:
         super().__init__("The service failed to answer this request. Try again later.")

@@ -6,6 +6,7 @@ uvicorn's attribute lookup is that first access.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Any
 
@@ -29,6 +30,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def _refuse_open_public_bind(settings: Settings) -> None:
+    host = settings.DEFAULT_HOST
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or settings.API_KEYS or settings.ALLOW_OPEN_ACCESS:
+        return
+    sys.exit(
+        f"Refusing to serve on {host} with no API keys: anyone who can reach it could spend "
+        "your model budget. Set API_KEYS=key1,key2 (clients send 'Authorization: Bearer "
+        "<key>'), or set ALLOW_OPEN_ACCESS=true if the network in front already restricts it."
+    )
+
+
 def run() -> None:
     """The console script: serve on DEFAULT_HOST:DEFAULT_PORT."""
     import uvicorn
@@ -36,10 +52,11 @@ def run() -> None:
     from .app import create_app
 
     settings = _load_settings()
+    _refuse_open_public_bind(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.DEFAULT_HOST,
         port=settings.DEFAULT_PORT,
         log_level=settings.LOG_LEVEL.lower(),
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(settings.SHUTDOWN_TIMEOUT),
     )

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-AgentMessages = Literal["reasoning", "content", "final"]
+AgentMessages = Literal["reasoning", "content", "think", "final"]
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -54,7 +54,19 @@ class Settings(BaseSettings):
     MAX_TURNS: int = Field(default=8, ge=1, le=100)
     PING_INTERVAL: float = Field(default=15.0, gt=0)
 
-    @field_validator("API_KEYS", mode="before")
+    # Limits and shutdown (per worker process).
+    MAX_CONCURRENT_RUNS: int = Field(default=1000, ge=1)
+    RUN_TIMEOUT: float = Field(default=300.0, gt=0)
+    MAX_REQUEST_BYTES: int = Field(default=1_048_576, ge=1024)
+    MAX_MESSAGES: int = Field(default=500, ge=1)
+    MAX_MESSAGE_CHARS: int = Field(default=200_000, ge=1)
+    SEND_TIMEOUT: float = Field(default=30.0, gt=0)
+    SHUTDOWN_GRACE: float = Field(default=5.0, ge=0)
+    SHUTDOWN_TIMEOUT: float = Field(default=10.0, gt=0)
+    ALLOWED_ORIGINS: CommaList = ()
+    ALLOW_OPEN_ACCESS: bool = False
+
+    @field_validator("API_KEYS", "ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -75,6 +87,12 @@ class Settings(BaseSettings):
         ):
             if not getattr(self, field):
                 setattr(self, field, self.DEFAULT_OTEL_ENDPOINT + path)
+        return self
+
+    @model_validator(mode="after")
+    def _grace_within_timeout(self) -> Settings:
+        if self.SHUTDOWN_GRACE >= self.SHUTDOWN_TIMEOUT:
+            raise ValueError("SHUTDOWN_GRACE must be shorter than SHUTDOWN_TIMEOUT")
         return self
 
     @property

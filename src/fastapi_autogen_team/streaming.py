@@ -8,15 +8,17 @@ must call `close()` and should await `wait_closed()`, whatever happened.
 
 Mapping (AGENT_MESSAGES): the answer agent's tokens go to `content`; every other agent's
 turn goes to `reasoning_content` (mode `reasoning`), to `content` under a speaker header
-(mode `content`), or nowhere (mode `final`). Each turn on a channel starts with its speaker's
-name. With no answer agent, the run's last message is the answer, sent when the run ends.
+(mode `content`), to `content` inside `<think>…</think>` (mode `think`, for clients that fold
+such a block but ignore reasoning fields), or nowhere (mode `final`). Each turn on a channel
+starts with its speaker's name. With no answer agent, the run's last message is the answer,
+sent when the run ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,7 +34,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from .conversation import Conversation
-from .errors import InternalError, ServiceError
+from .errors import InternalError, RateLimited, RunTimedOut, ServiceError
 from .settings import AgentMessages, Settings
 from .teams.clients import RunModelClient
 from .teams.registry import ServedTeam
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 Channel = Literal["content", "reasoning"]
 _END = object()
 _RESULT_EXCERPT = 300
+_THINK_OPEN = "<think>\n"
+_THINK_CLOSE = "\n</think>\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class DeltaMapper:
         self._speaker: dict[Channel, str | None] = {"content": None, "reasoning": None}
         self._streamed: set[str] = set()
         self._last_message = ""
+        self._thinking = False
         self.answered = False
 
     def map(self, event: object) -> list[Delta]:
@@ -86,12 +91,13 @@ class DeltaMapper:
 
     def finish(self) -> list[Delta]:
         """What is still owed when the run ends: the answer, if none was streamed."""
+        closing = self._think(opening=False)
         if self.answered or not self._last_message:
-            return []
+            return closing
         if self._mode == "content" and self._answer_agent is None:
             return []
         self.answered = True
-        return [Delta("content", self._last_message)]
+        return [*closing, Delta("content", self._last_message)]
 
     def _message(self, message: BaseChatMessage) -> list[Delta]:
         text = message.to_model_text()
@@ -104,14 +110,22 @@ class DeltaMapper:
         if self._answer_agent is not None and source == self._answer_agent:
             self.answered = True
             header = self._mode == "content"
-            return self._on("content", source, text, header=header)
+            return self._think(opening=False) + self._on("content", source, text, header=header)
         return self._note(source, text)
 
     def _note(self, source: str, text: str) -> list[Delta]:
         if self._mode == "final" or not text:
             return []
         channel: Channel = "reasoning" if self._mode == "reasoning" else "content"
-        return self._on(channel, source, text, header=True)
+        return self._think(opening=True) + self._on(channel, source, text, header=True)
+
+    def _think(self, *, opening: bool) -> list[Delta]:
+        """The tag that opens or closes mode `think`'s block, when one is due."""
+        if self._mode != "think" or self._thinking == opening:
+            return []
+        self._thinking = opening
+        self._speaker["content"] = None
+        return [Delta("content", _THINK_OPEN if opening else _THINK_CLOSE)]
 
     def _on(self, channel: Channel, source: str, text: str, *, header: bool) -> list[Delta]:
         previous = self._speaker[channel]
@@ -132,6 +146,7 @@ class TeamRun:
         client: RunModelClient,
         token: CancellationToken,
         mapper: DeltaMapper,
+        timeout: float,
     ) -> None:
         self._team = team
         self._task_text = task
@@ -141,8 +156,25 @@ class TeamRun:
         self.stop_reason: str | None = None
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._error: BaseException | None = None
+        self._aborted: ServiceError | None = None
         self._closing = False
         self._task = asyncio.create_task(self._produce(), name="team-run")
+        timer = asyncio.get_running_loop().call_later(timeout, self._time_out, timeout)
+        self._task.add_done_callback(lambda _: timer.cancel())
+
+    def _time_out(self, timeout: float) -> None:
+        self.abort(RunTimedOut(f"The team did not finish within RUN_TIMEOUT ({timeout:g} s)."))
+
+    def abort(self, error: ServiceError) -> None:
+        """Ends the run now; its reader gets `error` instead of the rest of the deltas."""
+        if self._task.done() or self._aborted is not None:
+            return
+        self._aborted = error
+        self.close()
+        self._queue.put_nowait(_END)  # wake the reader now, not when the team has wound down
+
+    def on_done(self, callback: Callable[[TeamRun], object]) -> None:
+        self._task.add_done_callback(lambda _: callback(self))
 
     async def _produce(self) -> None:
         try:
@@ -164,6 +196,8 @@ class TeamRun:
         while (event := await self._queue.get()) is not _END:
             for delta in self._mapper.map(event):
                 yield delta
+        if self._aborted is not None:
+            raise self._aborted
         if self._error is not None:
             raise self._failure(self._error)
         for delta in self._mapper.finish():
@@ -216,7 +250,39 @@ def start_run(
     inputs = RunInputs(client, conversation.instructions, conversation.history, settings.MAX_TURNS)
     team = served.definition.build(inputs)
     mapper = DeltaMapper(settings.AGENT_MESSAGES, served.definition.answer_agent)
-    return TeamRun(team, conversation.task, client, token, mapper)
+    return TeamRun(team, conversation.task, client, token, mapper, settings.RUN_TIMEOUT)
+
+
+class RunTracker:
+    """The worker's live runs: the concurrency limit, and shutdown's handle on every run."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._runs: set[TeamRun] = set()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def admit(self) -> None:
+        """Raises a 429 when this worker already runs its MAX_CONCURRENT_RUNS."""
+        if len(self._runs) >= self._limit:
+            raise RateLimited(
+                f"This server is running its maximum of {self._limit} team runs; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+
+    def track(self, run: TeamRun) -> TeamRun:
+        self._runs.add(run)
+        run.on_done(self._runs.discard)
+        return run
+
+    def abort_all(self, error: ServiceError) -> None:
+        for run in list(self._runs):
+            run.abort(error)
+
+    async def wait_all(self, grace: float) -> None:
+        runs = list(self._runs)
+        await asyncio.gather(*(run.wait_closed(grace) for run in runs))
 
 
 DONE = b"data: [DONE]\n\n"

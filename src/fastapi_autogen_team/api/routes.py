@@ -17,13 +17,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sse_starlette import EventSourceResponse
 
 from ..conversation import split_conversation
-from ..errors import ModelNotFound, ServiceError, UnsupportedParameter
+from ..errors import ModelNotFound, ServiceError, ServiceUnavailable, UnsupportedParameter
 from ..settings import Settings
-from ..streaming import Delta, TeamRun, collect, sse_events, start_run
+from ..streaming import Delta, RunTracker, TeamRun, collect, sse_events, start_run
 from ..teams.registry import ServedTeam, TeamRegistry
 from ..wire import ChunkWriter, Input, completion_body, model_card, new_completion_id
 from .auth import require_api_key
 from .errors import ClientGone
+from .limits import check_limits
 
 T = TypeVar("T")
 
@@ -82,8 +83,15 @@ async def route_query(
     if (unsupported := body.unsupported_field()) is not None:
         field, reason = unsupported
         raise UnsupportedParameter(reason, param=field)
+    check_limits(body, settings)
     conversation = split_conversation(body.messages)
-    run = start_run(served, conversation, body.sampling(), settings)
+    if request.app.state.draining:
+        raise ServiceUnavailable(
+            "The server is shutting down; send the request again.", headers={"Retry-After": "1"}
+        )
+    runs: RunTracker = request.app.state.runs
+    runs.admit()
+    run = runs.track(start_run(served, conversation, body.sampling(), settings))
     if body.stream:
         return await _stream(request, run, body, settings)
     return await _complete(request, run, body)
@@ -99,7 +107,15 @@ async def _stream(request: Request, run: TeamRun, body: Input, settings: Setting
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     writer = ChunkWriter(new_completion_id(), body.model)
     events = sse_events(run, first, deltas, writer, include_usage)
-    return EventSourceResponse(events, sep="\n", ping=settings.PING_INTERVAL)
+    return EventSourceResponse(
+        events,
+        sep="\n",
+        ping=settings.PING_INTERVAL,
+        send_timeout=settings.SEND_TIMEOUT,
+        # Our own drain ends streams with an error event and [DONE] after SHUTDOWN_GRACE;
+        # sse-starlette's force-cancel is only the backstop.
+        shutdown_grace_period=settings.SHUTDOWN_GRACE + 1,
+    )
 
 
 async def _complete(request: Request, run: TeamRun, body: Input) -> Response:
