@@ -1,0 +1,232 @@
+"""Logging for one lifespan: console, an optional rotating file, and OTLP export.
+
+All three handlers sit on the root logger and nowhere else, so a record reaches each
+destination once. They are named, and setting up again first removes any named handler an
+earlier setup left behind, so repeated start-ups (tests) never stack duplicates.
+
+The OTLP handler is the service's own rather than the SDK's `LoggingHandler`, which is
+deprecated in opentelemetry-sdk 1.45. It drops records made while OpenTelemetry is exporting
+(instrumentation suppressed) and records of the `opentelemetry` loggers: an exporter that
+cannot reach its collector must not feed its own complaints back into the failing pipeline.
+Those complaints are also rate-limited, since every failed export logs one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import _logs, context, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.semconv.attributes.code_attributes import (
+    CODE_FILE_PATH,
+    CODE_FUNCTION_NAME,
+    CODE_LINE_NUMBER,
+)
+
+from fastapi_autogen_team.settings import Settings
+
+FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s "
+    "[trace_id=%(otel_trace_id)s span_id=%(otel_span_id)s] %(message)s"
+)
+HANDLER_PREFIX = "fastapi_autogen_team."
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILE_BACKUPS = 5
+
+# Chatty below WARNING: autogen_core logs every message and chunk, autogen_core.events full
+# prompts and replies, apscheduler two lines per job run.
+QUIET_LOGGERS = ("autogen_core", "autogen_core.events", "autogen_agentchat", "apscheduler")
+
+# Each logs once per failed export; with no collector that is one line per signal per interval.
+EXPORT_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.metrics._internal.export",
+)
+EXPORT_LOG_INTERVAL = 300.0  # seconds between two lines with the same message
+
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+_STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "otel_trace_id",
+    "otel_span_id",
+}
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds the current trace and span ids to a record, for the text formats."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.otel_trace_id = trace.format_trace_id(span_context.trace_id)
+            record.otel_span_id = trace.format_span_id(span_context.span_id)
+        else:
+            record.otel_trace_id = record.otel_span_id = "-"
+        return True
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets a message through once per `interval` seconds and counts the ones it holds back."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[tuple[str, object], float] = {}
+        self._held: dict[tuple[str, object], int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+
+        if held:
+            record.msg = f"{record.msg} ({held} more like this since the last one)"
+        return True
+
+
+class OtlpHandler(logging.Handler):
+    """Emits standard-library records as OpenTelemetry log records, in the current context."""
+
+    def __init__(self, provider: _logs.LoggerProvider) -> None:
+        super().__init__()
+        self._provider = provider
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("opentelemetry") or not is_instrumentation_enabled():
+            return
+        try:
+            self._provider.get_logger(record.name).emit(
+                timestamp=int(record.created * 1e9),
+                observed_timestamp=time.time_ns(),
+                context=context.get_current(),
+                severity_number=_severity_number(record.levelno),
+                severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+                body=record.getMessage(),
+                attributes=_attributes(record),
+                exception=record.exc_info[1] if record.exc_info else None,
+            )
+        except Exception:
+            self.handleError(record)
+
+
+@dataclass
+class LogSetup:
+    """What `configure_logging` changed, so that `close` can undo exactly that."""
+
+    rate_limit: RateLimitFilter
+    handlers: list[logging.Handler] = field(default_factory=list)
+    levels: dict[str, int] = field(default_factory=dict)
+
+    def remove_otlp_handler(self) -> None:
+        for handler in [h for h in self.handlers if isinstance(h, OtlpHandler)]:
+            _remove(handler)
+            self.handlers.remove(handler)
+
+    def close(self) -> None:
+        for handler in self.handlers:
+            _remove(handler)
+        self.handlers.clear()
+
+        for name in EXPORT_LOGGERS:
+            logging.getLogger(name).removeFilter(self.rate_limit)
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+        self.levels.clear()
+
+
+def configure_logging(settings: Settings, provider: _logs.LoggerProvider | None) -> LogSetup:
+    _remove_leftover_handlers()
+    setup = LogSetup(RateLimitFilter(EXPORT_LOG_INTERVAL))
+
+    formatter = logging.Formatter(FORMAT)
+    handlers: list[tuple[str, logging.Handler]] = [("console", logging.StreamHandler())]
+    if settings.LOG_FILE:
+        handlers.append(("file", _file_handler(settings.LOG_FILE)))
+    for _, handler in handlers:
+        handler.addFilter(TraceContextFilter())
+        handler.setFormatter(formatter)
+    if provider is not None:
+        handlers.append(("otlp", OtlpHandler(provider)))
+
+    root = logging.getLogger()
+    for name, handler in handlers:
+        handler.set_name(HANDLER_PREFIX + name)
+        root.addHandler(handler)
+        setup.handlers.append(handler)
+
+    _set_levels(settings, setup)
+    for name in EXPORT_LOGGERS:
+        logging.getLogger(name).addFilter(setup.rate_limit)
+    return setup
+
+
+def _file_handler(path: str) -> logging.Handler:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return RotatingFileHandler(
+        path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8", delay=True
+    )
+
+
+def _set_levels(settings: Settings, setup: LogSetup) -> None:
+    levels = {"": getattr(logging, settings.LOG_LEVEL)}
+    if settings.LOG_LEVEL != "DEBUG":
+        levels.update(dict.fromkeys(QUIET_LOGGERS, logging.WARNING))
+    for name, level in levels.items():
+        target = logging.getLogger(name)
+        setup.levels[name] = target.level
+        target.setLevel(level)
+
+
+def _remove_leftover_handlers() -> None:
+    for handler in list(logging.getLogger().handlers):
+        if (handler.get_name() or "").startswith(HANDLER_PREFIX):
+            _remove(handler)
+
+
+def _remove(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+
+
+def _severity_number(levelno: int) -> _logs.SeverityNumber:
+    if levelno <= logging.DEBUG:
+        return _logs.SeverityNumber.DEBUG
+    if levelno <= logging.INFO:
+        return _logs.SeverityNumber.INFO
+    if levelno <= logging.WARNING:
+        return _logs.SeverityNumber.WARN
+    if levelno <= logging.ERROR:
+        return _logs.SeverityNumber.ERROR
+    return _logs.SeverityNumber.FATAL
+
+
+def _attributes(record: logging.LogRecord) -> dict[str, Any]:
+    extra = {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD_RECORD_KEYS and isinstance(value, str | bool | int | float)
+    }
+    return {
+        **extra,
+        CODE_FILE_PATH: record.pathname,
+        CODE_FUNCTION_NAME: record.funcName,
+        CODE_LINE_NUMBER: record.lineno,
+    }
