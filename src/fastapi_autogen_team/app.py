@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from .api import health, routes
+from .api import health, playground, routes
 from .api.errors import install_error_handlers
 from .api.limits import BodySizeLimit
 from .errors import ServiceUnavailable
@@ -72,4 +72,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.root_router)
     app.include_router(routes.router)
     app.include_router(health.router)
+    app.include_router(playground.router)
     return app
