@@ -10,6 +10,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+
 from support.schema import validate
 from support.service import RunningService, running_service
 from support.upstream import Drop, Hang, HttpError, Malformed, Reply, ScriptedUpstream
