@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,6 +21,7 @@ from .settings import Settings
 from .shutdown import SHUTTING_DOWN, drain_on_signals
 from .streaming import RunTracker
 from .teams.registry import load_registry
+from .telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -28,20 +29,25 @@ logger = logging.getLogger(__name__)
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.API_KEYS:
-            logger.warning("API_KEYS is empty: /v1 is open to anyone who can reach this address")
-        registry = load_registry(settings)
-        runs = RunTracker(settings.MAX_CONCURRENT_RUNS)
-        app.state.registry, app.state.runs, app.state.draining = registry, runs, False
-        restore_signals = drain_on_signals(app.state, runs, settings.SHUTDOWN_GRACE)
-        try:
-            yield
-        finally:
-            app.state.draining = True
-            restore_signals()
-            runs.abort_all(ServiceUnavailable(SHUTTING_DOWN))
-            await runs.wait_all(grace=2.0)
-            await registry.close()
+        async with AsyncExitStack() as stack:
+            telemetry = Telemetry.start(settings)
+            stack.push_async_callback(telemetry.shutdown)
+            telemetry.instrument_app(app)
+            telemetry.start_heartbeat()
+            if not settings.API_KEYS:
+                logger.warning("API_KEYS is empty: /v1 is open to anyone who can reach it")
+            registry = load_registry(settings)
+            stack.push_async_callback(registry.close)
+            runs = RunTracker(settings.MAX_CONCURRENT_RUNS)
+            app.state.telemetry, app.state.registry, app.state.runs = telemetry, registry, runs
+            restore_signals = drain_on_signals(app.state, runs, settings.SHUTDOWN_GRACE)
+            try:
+                yield
+            finally:
+                app.state.draining = True
+                restore_signals()
+                runs.abort_all(ServiceUnavailable(SHUTTING_DOWN))
+                await runs.wait_all(grace=2.0)
 
     return lifespan
 

@@ -45,6 +45,25 @@ def _refuse_open_public_bind(settings: Settings) -> None:
     )
 
 
+def _check_team_files(settings: Settings) -> None:
+    """Loads TEAMS_DIR once before serving, so a bad file stops start-up with one message.
+
+    Inside the lifespan the same error would reach the console wrapped in a traceback.
+    """
+    if not settings.TEAMS_DIR:
+        return
+    import asyncio
+
+    from .teams.loader import TeamFileError
+    from .teams.registry import load_registry
+
+    try:
+        registry = load_registry(settings)
+    except TeamFileError as error:
+        sys.exit(f"Cannot serve the teams in TEAMS_DIR: {error}")
+    asyncio.run(registry.close())
+
+
 def run() -> None:
     """The console script: serve on DEFAULT_HOST:DEFAULT_PORT."""
     import uvicorn
@@ -53,6 +72,7 @@ def run() -> None:
 
     settings = _load_settings()
     _refuse_open_public_bind(settings)
+    _check_team_files(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.DEFAULT_HOST,

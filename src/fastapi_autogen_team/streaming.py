@@ -11,13 +11,15 @@ turn goes to `reasoning_content` (mode `reasoning`), to `content` under a speake
 (mode `content`), to `content` inside `<think>…</think>` (mode `think`, for clients that fold
 such a block but ignore reasoning fields), or nowhere (mode `final`). Each turn on a channel
 starts with its speaker's name. With no answer agent, the run's last message is the answer,
-sent when the run ends.
+sent when the run ends; so is the answer agent's last message when its turn does not end the
+run (`answer_streams` false: it may speak again), its turns streaming like the others'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -32,6 +34,7 @@ from autogen_agentchat.messages import (
     ToolCallRequestEvent,
 )
 from autogen_core import CancellationToken
+from opentelemetry.trace import Span, StatusCode
 
 from .conversation import Conversation
 from .errors import InternalError, RateLimited, RunTimedOut, ServiceError
@@ -39,6 +42,7 @@ from .settings import AgentMessages, Settings
 from .teams.clients import RunModelClient
 from .teams.registry import ServedTeam
 from .teams.run import RunInputs
+from .telemetry import Instruments, Telemetry
 from .wire import ChunkWriter, error_event
 
 logger = logging.getLogger(__name__)
@@ -64,9 +68,12 @@ def _excerpt(text: str, limit: int = _RESULT_EXCERPT) -> str:
 class DeltaMapper:
     """Turns AutoGen events into deltas, one AGENT_MESSAGES mode and answer agent per run."""
 
-    def __init__(self, mode: AgentMessages, answer_agent: str | None) -> None:
+    def __init__(
+        self, mode: AgentMessages, answer_agent: str | None, answer_streams: bool = True
+    ) -> None:
         self._mode = mode
         self._answer_agent = answer_agent
+        self._live_answer = answer_agent if answer_streams else None
         self._speaker: dict[Channel, str | None] = {"content": None, "reasoning": None}
         self._streamed: set[str] = set()
         self._last_message = ""
@@ -94,20 +101,21 @@ class DeltaMapper:
         closing = self._think(opening=False)
         if self.answered or not self._last_message:
             return closing
-        if self._mode == "content" and self._answer_agent is None:
+        if self._mode == "content" and self._live_answer is None:
             return []
         self.answered = True
         return [*closing, Delta("content", self._last_message)]
 
     def _message(self, message: BaseChatMessage) -> list[Delta]:
         text = message.to_model_text()
-        self._last_message = text
+        if self._answer_agent in (None, message.source):
+            self._last_message = text
         if message.id in self._streamed:
             return []
         return self._say(message.source, text)
 
     def _say(self, source: str, text: str) -> list[Delta]:
-        if self._answer_agent is not None and source == self._answer_agent:
+        if self._live_answer is not None and source == self._live_answer:
             self.answered = True
             header = self._mode == "content"
             return self._think(opening=False) + self._on("content", source, text, header=header)
@@ -147,7 +155,11 @@ class TeamRun:
         token: CancellationToken,
         mapper: DeltaMapper,
         timeout: float,
+        telemetry: Telemetry,
+        model: str,
     ) -> None:
+        self._telemetry = telemetry
+        self.model = model
         self._team = team
         self._task_text = task
         self._token = token
@@ -177,19 +189,58 @@ class TeamRun:
         self._task.add_done_callback(lambda _: callback(self))
 
     async def _produce(self) -> None:
-        try:
-            stream = self._team.run_stream(
-                task=self._task_text, cancellation_token=self._token, output_task_messages=False
-            )
-            async for event in stream:
-                if isinstance(event, TaskResult):
-                    self.stop_reason = event.stop_reason
-                elif not self._closing:
-                    self._queue.put_nowait(event)
-        except BaseException as error:  # the run's failure is reported to the consumer
-            self._error = error
-        finally:
-            self._queue.put_nowait(_END)
+        started = time.perf_counter()
+        turns = 0
+        span_name = f"invoke_team {self.model}"
+        with self._telemetry.tracer.start_as_current_span(span_name) as span:
+            try:
+                stream = self._team.run_stream(
+                    task=self._task_text, cancellation_token=self._token, output_task_messages=False
+                )
+                async for event in stream:
+                    if isinstance(event, TaskResult):
+                        self.stop_reason = event.stop_reason
+                        continue
+                    turns += isinstance(event, BaseChatMessage)
+                    if not self._closing:
+                        self._queue.put_nowait(event)
+            except BaseException as error:  # the run's failure is reported to the consumer
+                self._error = error
+            finally:
+                self._queue.put_nowait(_END)
+                self._record(span, turns, time.perf_counter() - started)
+
+    def _record(self, span: Span, turns: int, seconds: float) -> None:
+        outcome = self.outcome
+        prompt_tokens, completion_tokens = self.usage
+        span.set_attributes(
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": self.model,
+                "autogen.team.stop_reason": self.stop_reason or outcome,
+                "autogen.team.turns": turns,
+                "gen_ai.usage.input_tokens": prompt_tokens,
+                "gen_ai.usage.output_tokens": completion_tokens,
+                "chat.outcome": outcome,
+            }
+        )
+        metrics = self._telemetry.metrics
+        metrics.record_run_duration(self.model, seconds, outcome=outcome)
+        metrics.record_token_usage(
+            self.model, input_tokens=prompt_tokens, output_tokens=completion_tokens
+        )
+        if self.client.failure is not None:
+            span.set_status(StatusCode.ERROR, self.client.failure.code)
+            metrics.count_upstream_error(self.client.failure.code or "upstream_error")
+
+    @property
+    def outcome(self) -> str:
+        """How the run ended: completed, cancelled (client left or aborted), or error."""
+        if self._aborted is not None or self.client.failure is not None:
+            return "error"
+        if self._closing:
+            return "cancelled"
+        return "completed" if self._error is None else "error"
 
     async def deltas(self) -> AsyncIterator[Delta]:
         """Every delta of the run; raises a ServiceError if the run failed."""
@@ -243,14 +294,27 @@ def start_run(
     conversation: Conversation,
     sampling: dict[str, object],
     settings: Settings,
+    telemetry: Telemetry,
 ) -> TeamRun:
     """Builds fresh agents and a fresh team for this request, and starts the run."""
     token = CancellationToken()
     client = RunModelClient(served.client, token, sampling)
     inputs = RunInputs(client, conversation.instructions, conversation.history, settings.MAX_TURNS)
-    team = served.definition.build(inputs)
-    mapper = DeltaMapper(settings.AGENT_MESSAGES, served.definition.answer_agent)
-    return TeamRun(team, conversation.task, client, token, mapper, settings.RUN_TIMEOUT)
+    definition = served.definition
+    team = definition.build(inputs)
+    mapper = DeltaMapper(
+        settings.AGENT_MESSAGES, definition.answer_agent, definition.answer_streams
+    )
+    return TeamRun(
+        team,
+        conversation.task,
+        client,
+        token,
+        mapper,
+        settings.RUN_TIMEOUT,
+        telemetry,
+        definition.id,
+    )
 
 
 class RunTracker:
@@ -305,8 +369,11 @@ async def sse_events(
     rest: AsyncIterator[Delta],
     writer: ChunkWriter,
     include_usage: bool,
+    metrics: Instruments,
 ) -> AsyncIterator[bytes]:
     """The whole SSE body of one streamed completion, given its first delta."""
+    metrics.stream_opened(run.model)
+    outcome = "cancelled"
     try:
         yield frame(writer.role())
         if first is not None:
@@ -316,9 +383,13 @@ async def sse_events(
         yield frame(writer.finish())
         if include_usage:
             yield frame(writer.usage(*run.usage))
+        outcome = "completed"
     except ServiceError as error:
+        outcome = "error"
         yield frame(error_event(error.body()))
     finally:
+        metrics.stream_closed(run.model)
+        metrics.count_request(run.model, stream=True, outcome=outcome)
         run.close()
         with anyio.CancelScope(shield=True):
             await run.wait_closed()

@@ -9,6 +9,7 @@ watches the connection: a client that leaves stops the run at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +22,7 @@ from ..errors import ModelNotFound, ServiceError, ServiceUnavailable, Unsupporte
 from ..settings import Settings
 from ..streaming import Delta, RunTracker, TeamRun, collect, sse_events, start_run
 from ..teams.registry import ServedTeam, TeamRegistry
+from ..telemetry import Instruments, Telemetry
 from ..wire import ChunkWriter, Input, completion_body, model_card, new_completion_id
 from .auth import require_api_key
 from .errors import ClientGone
@@ -91,22 +93,29 @@ async def route_query(
         )
     runs: RunTracker = request.app.state.runs
     runs.admit()
-    run = runs.track(start_run(served, conversation, body.sampling(), settings))
+    telemetry: Telemetry = request.app.state.telemetry
+    run = runs.track(start_run(served, conversation, body.sampling(), settings, telemetry))
     if body.stream:
-        return await _stream(request, run, body, settings)
-    return await _complete(request, run, body)
+        return await _stream(request, run, body, settings, telemetry.metrics)
+    return await _complete(request, run, body, telemetry.metrics)
 
 
-async def _stream(request: Request, run: TeamRun, body: Input, settings: Settings) -> Response:
+async def _stream(
+    request: Request, run: TeamRun, body: Input, settings: Settings, metrics: Instruments
+) -> Response:
+    started = time.perf_counter()
     deltas = aiter(run.deltas())
     try:
         first: Delta | None = await _unless_gone(request, anext(deltas, None))
-    except (ServiceError, ClientGone, asyncio.CancelledError):
+    except (ServiceError, ClientGone, asyncio.CancelledError) as error:
         await _stop(run)
+        outcome = "error" if isinstance(error, ServiceError) else "cancelled"
+        metrics.count_request(run.model, stream=True, outcome=outcome)
         raise
+    metrics.record_time_to_first_token(run.model, time.perf_counter() - started)
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     writer = ChunkWriter(new_completion_id(), body.model)
-    events = sse_events(run, first, deltas, writer, include_usage)
+    events = sse_events(run, first, deltas, writer, include_usage, metrics)
     return EventSourceResponse(
         events,
         sep="\n",
@@ -118,11 +127,17 @@ async def _stream(request: Request, run: TeamRun, body: Input, settings: Setting
     )
 
 
-async def _complete(request: Request, run: TeamRun, body: Input) -> Response:
+async def _complete(request: Request, run: TeamRun, body: Input, metrics: Instruments) -> Response:
+    outcome = "cancelled"
     try:
         content, reasoning = await _unless_gone(request, collect(run))
+        outcome = "completed"
+    except ServiceError:
+        outcome = "error"
+        raise
     finally:
         await _stop(run)
+        metrics.count_request(run.model, stream=False, outcome=outcome)
     completion = completion_body(new_completion_id(), body.model, content, reasoning, run.usage)
     return JSONResponse(completion)
 

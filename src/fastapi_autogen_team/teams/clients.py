@@ -4,7 +4,9 @@ Building an `OpenAIChatCompletionClient` costs ~18 ms and blocks the loop, so on
 start-up and shared by every run. Each run wraps it in a `RunModelClient`, which is where
 per-run concerns live: the request's sampling fields reach every call, usage is summed for
 this run only, no call starts after the run was cancelled, and an upstream failure is
-classified here, because inside a team AutoGen re-raises it as a bare RuntimeError.
+classified here, because inside a team AutoGen re-raises it as a bare RuntimeError. A team
+whose agents use several shared clients gets one view of each (`sibling`), all counting into
+one `RunMeter`, so the run's usage and first failure stay in one place.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
@@ -27,11 +30,13 @@ from autogen_core.models import (
 )
 from autogen_core.tools import Tool, ToolSchema
 from autogen_ext.models.openai import OpenAIChatCompletionClient
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from pydantic import BaseModel
 
 from ..errors import RateLimited, ServiceError, UpstreamFailed, UpstreamTimeout
 from ..settings import Settings
-from .offline import OfflineChatCompletionClient
+from .offline import OFFLINE_MODEL_NAME, OfflineChatCompletionClient
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,24 @@ def classify_upstream_error(error: BaseException) -> ServiceError:
     return UpstreamFailed("The model upstream sent a response the service could not read.")
 
 
+@dataclass(slots=True)
+class RunMeter:
+    """What one run's model calls add up to, over every shared client the run uses."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    failure: ServiceError | None = None
+
+
+def model_name(client: ChatCompletionClient) -> str:
+    """The upstream model a shared client calls, for telemetry."""
+    if isinstance(client, OfflineChatCompletionClient):
+        return OFFLINE_MODEL_NAME
+    create_args = getattr(client, "_create_args", None)  # OpenAI clients keep it there
+    return str(create_args.get("model", "unknown")) if isinstance(create_args, dict) else "unknown"
+
+
 class RunModelClient(ChatCompletionClient):
     """One run's view of a shared model client."""
 
@@ -86,14 +109,32 @@ class RunModelClient(ChatCompletionClient):
         inner: ChatCompletionClient,
         cancellation_token: CancellationToken,
         sampling: Mapping[str, Any] | None = None,
+        meter: RunMeter | None = None,
     ) -> None:
         self._inner = inner
         self._token = cancellation_token
         self._sampling = dict(sampling or {})
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.calls = 0
-        self.failure: ServiceError | None = None
+        self.meter = meter or RunMeter()
+
+    def sibling(self, inner: ChatCompletionClient) -> RunModelClient:
+        """This run's view of another shared client: same token, sampling and meter."""
+        return RunModelClient(inner, self._token, self._sampling, self.meter)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.meter.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.meter.completion_tokens
+
+    @property
+    def calls(self) -> int:
+        return self.meter.calls
+
+    @property
+    def failure(self) -> ServiceError | None:
+        return self.meter.failure
 
     async def create(
         self,
@@ -105,7 +146,7 @@ class RunModelClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},  # noqa: B006 - the base class's signature
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        self._begin()
+        span = self._begin()
         try:
             result = await self._inner.create(
                 messages,
@@ -115,11 +156,13 @@ class RunModelClient(ChatCompletionClient):
                 extra_create_args={**self._sampling, **extra_create_args},
                 cancellation_token=cancellation_token or self._token,
             )
+            self._add_usage(result, span)
+            return result
         except Exception as error:
-            self._record_failure(error)
+            self._record_failure(error, span)
             raise
-        self._add_usage(result.usage)
-        return result
+        finally:
+            span.end()
 
     async def create_stream(
         self,
@@ -131,7 +174,7 @@ class RunModelClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},  # noqa: B006 - the base class's signature
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        self._begin()
+        span = self._begin()
         stream = self._inner.create_stream(
             messages,
             tools=tools,
@@ -143,28 +186,51 @@ class RunModelClient(ChatCompletionClient):
         try:
             async for item in stream:
                 if isinstance(item, CreateResult):
-                    self._add_usage(item.usage)
+                    self._add_usage(item, span)
                 yield item
         except Exception as error:
-            self._record_failure(error)
+            self._record_failure(error, span)
             raise
         finally:
             # Closing the inner generator closes the upstream HTTP stream now, not at GC.
             await stream.aclose()
+            span.end()
 
-    def _begin(self) -> None:
+    def _begin(self) -> Span:
+        """Counts the call and opens its GenAI client span, unless the run was cancelled."""
         if self._token.is_cancelled():
             raise asyncio.CancelledError("the run was cancelled; no further model calls")
-        self.calls += 1
+        self.meter.calls += 1
+        model = model_name(self._inner)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "offline" if model == OFFLINE_MODEL_NAME else "openai",
+            "gen_ai.request.model": model,
+        }
+        for field in ("temperature", "top_p", "max_tokens", "seed"):
+            if field in self._sampling:
+                attributes[f"gen_ai.request.{field}"] = self._sampling[field]
+        tracer = trace.get_tracer(__name__)
+        return tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
 
-    def _add_usage(self, usage: RequestUsage) -> None:
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
+    def _add_usage(self, result: CreateResult, span: Span) -> None:
+        usage = result.usage
+        self.meter.prompt_tokens += usage.prompt_tokens
+        self.meter.completion_tokens += usage.completion_tokens
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": usage.completion_tokens,
+                "gen_ai.response.finish_reasons": [str(result.finish_reason)],
+            }
+        )
 
-    def _record_failure(self, error: Exception) -> None:
-        if self.failure is None and not self._token.is_cancelled():
-            self.failure = classify_upstream_error(error)
-            logger.warning("model call failed: %s (%s)", type(error).__name__, self.failure.code)
+    def _record_failure(self, error: Exception, span: Span) -> None:
+        span.set_attribute("error.type", type(error).__name__)
+        span.set_status(StatusCode.ERROR)
+        if self.meter.failure is None and not self._token.is_cancelled():
+            failure = self.meter.failure = classify_upstream_error(error)
+            logger.warning("model call failed: %s (%s)", type(error).__name__, failure.code)
 
     async def close(self) -> None:
         """The shared client outlives the run; the lifespan closes it."""

@@ -13,16 +13,21 @@ from autogen_agentchat.base import Team
 from autogen_core.models import ChatCompletionClient, LLMMessage
 
 from ..wire import ModelInformation
+from .clients import RunModelClient
 
 
 @dataclass(frozen=True, slots=True)
 class RunInputs:
     """One request's view of a team run."""
 
-    model_client: ChatCompletionClient
+    model_client: RunModelClient
     instructions: str
     history: Sequence[LLMMessage]
     max_turns: int
+
+    def client_for(self, shared: ChatCompletionClient) -> RunModelClient:
+        """This run's view of another shared client, counted with the run's other calls."""
+        return self.model_client.sibling(shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,9 @@ class TeamDefinition:
     build: Callable[[RunInputs], Team]
     answer_agent: str | None = None
     """Whose last message is the answer; None means the run's last message."""
+    answer_streams: bool = True
+    """Whether the run ends when the answer agent speaks, so its reply can stream as the answer.
+    When False, its turns stream as reasoning and its last message is sent when the run ends."""
     owned_by: str = "fastapi-autogen-team"
     info: ModelInformation | None = field(default=None)
 
