@@ -73,6 +73,29 @@ def test_bad_field_is_a_400_naming_it(service: RunningService, body: Any, param:
     assert error_of(post(service, body), 400)["param"] == param
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_lone_surrogate_in_content_is_a_400_before_any_run(
+    service: RunningService, stream: bool
+) -> None:
+    """Bug: an escaped lone surrogate ran the whole team, then failed to encode the reply
+    (a 500, or a stream cut off with no [DONE]). Cause: text was never checked to be UTF-8."""
+    raw = (
+        b'{"model": "autogen-team", "stream": %s,'
+        b' "messages": [{"role": "user", "content": "a\\ud800"}]}'
+    )
+    response = httpx2.post(
+        f"{service.base_url}/chat/completions",
+        content=raw % (b"true" if stream else b"false"),
+        headers={"content-type": "application/json"},
+    )
+    assert error_of(response, 400)["param"] == "messages.0.content"
+
+
+def test_probes_answer_head(service: RunningService) -> None:
+    assert httpx2.head(f"{service.url}/healthz").status_code == 200
+    assert httpx2.head(f"{service.url}/readyz").status_code == 200
+
+
 def test_unknown_fields_are_tolerated(service: RunningService) -> None:
     response = post(service, chat(metadata={"x": "y"}, parallel_tool_calls=False, foo=1))
     assert response.status_code == 200

@@ -25,12 +25,21 @@ class Conversation:
 
 def _text(message: ChatMessage, index: int) -> str:
     try:
-        return message_text(message)
+        text = message_text(message)
     except ValueError as problem:
         raise InvalidRequest(
             f"Message {index} has a {problem} part; this service accepts text content only.",
             param=f"messages.{index}.content",
         ) from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON allows an escaped lone surrogate ("\ud800"); no reply containing it can be sent.
+        raise InvalidRequest(
+            f"Message {index} contains a lone UTF-16 surrogate, which is not valid text.",
+            param=f"messages.{index}.content",
+        ) from None
+    return text
 
 
 def split_conversation(messages: list[ChatMessage]) -> Conversation:

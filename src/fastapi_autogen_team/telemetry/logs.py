@@ -13,6 +13,7 @@ Those complaints are also rate-limited, since every failed export logs one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -147,6 +148,7 @@ class LogSetup:
 
         for name in EXPORT_LOGGERS:
             logging.getLogger(name).removeFilter(self.rate_limit)
+        logging.getLogger(AUTOGEN_RUNTIME_LOGGER).removeFilter(drop_cancelled_runs)
         for name, level in self.levels.items():
             logging.getLogger(name).setLevel(level)
         self.levels.clear()
@@ -175,7 +177,17 @@ def configure_logging(settings: Settings, provider: _logs.LoggerProvider | None)
     _set_levels(settings, setup)
     for name in EXPORT_LOGGERS:
         logging.getLogger(name).addFilter(setup.rate_limit)
+    logging.getLogger(AUTOGEN_RUNTIME_LOGGER).addFilter(drop_cancelled_runs)
     return setup
+
+
+AUTOGEN_RUNTIME_LOGGER = "autogen_core"
+
+
+def drop_cancelled_runs(record: logging.LogRecord) -> bool:
+    """A client that leaves cancels its run; AutoGen's runtime logs that as an ERROR with a
+    traceback per agent, which lets any client flood the logs. It is not an error here."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def _file_handler(path: str) -> logging.Handler:
