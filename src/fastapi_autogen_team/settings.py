@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     LLM_BASE_URL: str = ""
     LLM_API_KEY: SecretStr = SecretStr("")
     LLM_TIMEOUT: float = Field(default=60.0, gt=0)
-    LLM_MAX_RETRIES: int = Field(default=0, ge=0, le=5)
+    LLM_MAX_RETRIES: int = Field(default=2, ge=0, le=5)
+    LLM_RETRY_AFTER_MAX: float = Field(default=10.0, ge=0)
     OFFLINE_TOKEN_DELAY: float = Field(default=0.01, ge=0)
 
     # The chat API.

@@ -41,6 +41,7 @@ from .errors import InternalError, RateLimited, RunTimedOut, ServiceError
 from .settings import AgentMessages, Settings
 from .teams.clients import RunModelClient
 from .teams.registry import ServedTeam
+from .teams.retry import RetryPolicy
 from .teams.run import RunInputs
 from .telemetry import Instruments, Telemetry
 from .wire import ChunkWriter, error_event
@@ -298,7 +299,10 @@ def start_run(
 ) -> TeamRun:
     """Builds fresh agents and a fresh team for this request, and starts the run."""
     token = CancellationToken()
-    client = RunModelClient(served.client, token, sampling)
+    retry = RetryPolicy(settings.LLM_MAX_RETRIES, settings.LLM_RETRY_AFTER_MAX)
+    client = RunModelClient(
+        served.client, token, sampling, retry=retry, capture_content=settings.CAPTURE_CONTENT
+    )
     inputs = RunInputs(client, conversation.instructions, conversation.history, settings.MAX_TURNS)
     definition = served.definition
     team = definition.build(inputs)

@@ -14,8 +14,14 @@ import uvicorn
 from fastapi_autogen_team.app import create_app
 from fastapi_autogen_team.settings import Settings
 
-# What every test app gets unless the test says otherwise: no files, no OTLP export.
-QUIET = {"LOG_FILE": "", "TELEMETRY_ENABLED": False, "OFFLINE_TOKEN_DELAY": 0.001}
+# What every test app gets unless the test says otherwise: no files, no OTLP export, and
+# no retries of failed model calls, so a scripted fault is seen exactly once.
+QUIET = {
+    "LOG_FILE": "",
+    "TELEMETRY_ENABLED": False,
+    "OFFLINE_TOKEN_DELAY": 0.001,
+    "LLM_MAX_RETRIES": 0,
+}
 
 
 def quiet_settings(**overrides: Any) -> Settings:

@@ -36,7 +36,9 @@ from pydantic import BaseModel
 
 from ..errors import RateLimited, ServiceError, UpstreamFailed, UpstreamTimeout
 from ..settings import Settings
+from ..telemetry import content
 from .offline import OFFLINE_MODEL_NAME, OfflineChatCompletionClient
+from .retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def build_default_client(settings: Settings) -> ChatCompletionClient:
         "model": settings.LLM_MODEL,
         "api_key": settings.LLM_API_KEY.get_secret_value() or "not-needed",
         "timeout": settings.LLM_TIMEOUT,
-        "max_retries": settings.LLM_MAX_RETRIES,
+        "max_retries": 0,  # RunModelClient retries, within RetryPolicy's bounds
         "stream_options": {"include_usage": True},
     }
     if settings.LLM_BASE_URL:
@@ -110,15 +112,21 @@ class RunModelClient(ChatCompletionClient):
         cancellation_token: CancellationToken,
         sampling: Mapping[str, Any] | None = None,
         meter: RunMeter | None = None,
+        retry: RetryPolicy | None = None,
+        capture_content: bool = False,
     ) -> None:
         self._inner = inner
         self._token = cancellation_token
         self._sampling = dict(sampling or {})
         self.meter = meter or RunMeter()
+        self._retry = retry or RetryPolicy()
+        self._capture_content = capture_content
 
     def sibling(self, inner: ChatCompletionClient) -> RunModelClient:
-        """This run's view of another shared client: same token, sampling and meter."""
-        return RunModelClient(inner, self._token, self._sampling, self.meter)
+        """This run's view of another shared client: same token, sampling, meter and options."""
+        return RunModelClient(
+            inner, self._token, self._sampling, self.meter, self._retry, self._capture_content
+        )
 
     @property
     def prompt_tokens(self) -> int:
@@ -146,23 +154,26 @@ class RunModelClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},  # noqa: B006 - the base class's signature
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        span = self._begin()
-        try:
-            result = await self._inner.create(
-                messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                json_output=json_output,
-                extra_create_args={**self._sampling, **extra_create_args},
-                cancellation_token=cancellation_token or self._token,
-            )
-            self._add_usage(result, span)
-            return result
-        except Exception as error:
-            self._record_failure(error, span)
-            raise
-        finally:
-            span.end()
+        attempt = 0
+        while True:
+            span = self._begin(messages)
+            try:
+                result = await self._inner.create(
+                    messages,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    json_output=json_output,
+                    extra_create_args={**self._sampling, **extra_create_args},
+                    cancellation_token=cancellation_token or self._token,
+                )
+                self._add_usage(result, span)
+                return result
+            except Exception as error:
+                delay = self._retry_or_fail(error, attempt, span)
+            finally:
+                span.end()
+            attempt += 1
+            await self._pause(delay)
 
     async def create_stream(
         self,
@@ -174,29 +185,59 @@ class RunModelClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},  # noqa: B006 - the base class's signature
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        span = self._begin()
-        stream = self._inner.create_stream(
-            messages,
-            tools=tools,
-            tool_choice=tool_choice,
-            json_output=json_output,
-            extra_create_args={**self._sampling, **extra_create_args},
-            cancellation_token=cancellation_token or self._token,
-        )
-        try:
-            async for item in stream:
-                if isinstance(item, CreateResult):
-                    self._add_usage(item, span)
-                yield item
-        except Exception as error:
-            self._record_failure(error, span)
-            raise
-        finally:
-            # Closing the inner generator closes the upstream HTTP stream now, not at GC.
-            await stream.aclose()
-            span.end()
+        attempt = 0
+        while True:
+            span = self._begin(messages)
+            stream = self._inner.create_stream(
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                json_output=json_output,
+                extra_create_args={**self._sampling, **extra_create_args},
+                cancellation_token=cancellation_token or self._token,
+            )
+            produced = False
+            try:
+                async for item in stream:
+                    produced = True
+                    if isinstance(item, CreateResult):
+                        self._add_usage(item, span)
+                    yield item
+                return
+            except Exception as error:
+                if produced:  # the agents saw part of this reply; a retry would repeat it
+                    self._record_failure(error, span)
+                    raise
+                delay = self._retry_or_fail(error, attempt, span)
+            finally:
+                # Closing the inner generator closes the upstream HTTP stream now, not at GC.
+                await stream.aclose()
+                span.end()
+            attempt += 1
+            await self._pause(delay)
 
-    def _begin(self) -> Span:
+    def _retry_or_fail(self, error: Exception, attempt: int, span: Span) -> float:
+        """The wait before trying again; re-raises `error` when the call is not retried."""
+        delay = None if self._token.is_cancelled() else self._retry.delay(error, attempt)
+        if delay is None:
+            self._record_failure(error, span)
+            raise error
+        span.set_attribute("error.type", type(error).__name__)
+        logger.info(
+            "model call failed (%s); retry %d of %d in %.2f s",
+            type(error).__name__,
+            attempt + 1,
+            self._retry.max_retries,
+            delay,
+        )
+        return delay
+
+    async def _pause(self, delay: float) -> None:
+        sleep = asyncio.ensure_future(asyncio.sleep(delay))
+        self._token.link_future(sleep)
+        await sleep
+
+    def _begin(self, messages: Sequence[LLMMessage]) -> Span:
         """Counts the call and opens its GenAI client span, unless the run was cancelled."""
         if self._token.is_cancelled():
             raise asyncio.CancelledError("the run was cancelled; no further model calls")
@@ -210,6 +251,8 @@ class RunModelClient(ChatCompletionClient):
         for field in ("temperature", "top_p", "max_tokens", "seed"):
             if field in self._sampling:
                 attributes[f"gen_ai.request.{field}"] = self._sampling[field]
+        if self._capture_content:
+            attributes[content.INPUT_MESSAGES] = content.input_messages(messages)
         tracer = trace.get_tracer(__name__)
         return tracer.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
 
@@ -224,13 +267,16 @@ class RunModelClient(ChatCompletionClient):
                 "gen_ai.response.finish_reasons": [str(result.finish_reason)],
             }
         )
+        if self._capture_content:
+            span.set_attribute(content.OUTPUT_MESSAGES, content.output_messages(result))
 
     def _record_failure(self, error: Exception, span: Span) -> None:
         span.set_attribute("error.type", type(error).__name__)
         span.set_status(StatusCode.ERROR)
         if self.meter.failure is None and not self._token.is_cancelled():
             failure = self.meter.failure = classify_upstream_error(error)
-            logger.warning("model call failed: %s (%s)", type(error).__name__, failure.code)
+            with trace.use_span(span):  # the record carries the failed call's span id
+                logger.warning("model call failed: %s (%s)", type(error).__name__, failure.code)
 
     async def close(self) -> None:
         """The shared client outlives the run; the lifespan closes it."""

@@ -60,7 +60,7 @@ class ClientPool:
         if not issubclass(cls, OpenAIChatCompletionClient):
             return config
         config.setdefault("timeout", settings.LLM_TIMEOUT)
-        config.setdefault("max_retries", settings.LLM_MAX_RETRIES)
+        config["max_retries"] = 0  # the run's RetryPolicy retries, within its bounds
         config.setdefault("stream_options", {"include_usage": True})
         if (api_key := self._openai_key(config.get("base_url"))) is not None:
             config["api_key"] = api_key
