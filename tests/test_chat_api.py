@@ -166,3 +166,20 @@ def test_concurrent_streams_each_get_their_own_answer(service: RunningService) -
         assert f"topic-{n}?" in said["reasoning"]
         others = [f"topic-{m}?" for m in range(32) if m != n]
         assert not any(other in said["content"] + said["reasoning"] for other in others)
+
+
+def test_quiet_stream_gets_comment_pings_that_clients_ignore() -> None:
+    with running_service(PING_INTERVAL=0.2, OFFLINE_TOKEN_DELAY=0.5) as service:
+        request = {"model": TEAM, "messages": QUESTION, "stream": True, "max_tokens": 2}
+        url = f"{service.base_url}/chat/completions"
+        with httpx2.stream("POST", url, json=request) as response:
+            lines = [line for line in response.iter_lines() if line]
+        client = openai.OpenAI(base_url=service.base_url, api_key="unused", max_retries=0)
+        stream = client.chat.completions.create(
+            model=TEAM, messages=QUESTION, stream=True, max_tokens=2
+        )
+        said = check_stream([chunk.to_dict() for chunk in stream])
+        client.close()
+    assert any(line.startswith(": ping") for line in lines)
+    assert all(line.startswith((": ", "data: ")) for line in lines)
+    assert len(said["content"].split()) == 2

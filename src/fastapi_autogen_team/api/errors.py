@@ -67,7 +67,8 @@ async def _on_client_gone(request: Request, error: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    # %r: a decoded path can hold newlines, which must not forge log lines.
+    logger.error("unhandled error on %s %r", request.method, request.url.path, exc_info=error)
     return error_response(InternalError())
 
 
