@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -83,3 +85,92 @@ def test_upstream_failure_marks_span_and_counts_error() -> None:
     assert team.attributes["chat.outcome"] == "error"
     failed = [s for s in receiver.spans if s.name == "chat scripted" and s.status_code == 2]
     assert len(failed) == 1
+
+
+def test_upstream_failure_log_record_carries_the_request_trace_and_the_call_span() -> None:
+    with (
+        ScriptedUpstream() as upstream,
+        OtlpReceiver() as receiver,
+        running_service(
+            TELEMETRY_ENABLED=True,
+            LLM_MODEL="scripted",
+            LLM_BASE_URL=upstream.base_url,
+            LLM_API_KEY="k",
+            **receiver.settings(),
+        ) as service,
+    ):
+        upstream.script(Reply.text("draft"), HttpError(500))
+        client = openai.OpenAI(base_url=service.base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model=TEAM, messages=[{"role": "user", "content": "hi"}])
+        client.close()
+        record = receiver.wait_for_log(lambda r: str(r.body).startswith("model call failed"))
+        team = receiver.wait_for_span(f"invoke_team {TEAM}")
+    failed = [s for s in receiver.spans if s.name == "chat scripted" and s.status_code == 2]
+    assert record.severity_text == "WARN"
+    assert record.trace_id == team.trace_id
+    assert [call.span_id for call in failed] == [record.span_id]
+
+
+PROMPT_MARKER = "prompt-marker-5102"
+REPLY_MARKER = "reply-marker-9046"
+
+
+def _export_a_chat_with_markers(**settings: object) -> OtlpReceiver:
+    """Serves one chat whose prompt and reply hold the markers; returns what was exported."""
+    with (
+        ScriptedUpstream() as upstream,
+        OtlpReceiver() as receiver,
+        running_service(
+            TELEMETRY_ENABLED=True,
+            LLM_MODEL="scripted",
+            LLM_BASE_URL=upstream.base_url,
+            LLM_API_KEY="k",
+            **receiver.settings(),
+            **settings,
+        ) as service,
+    ):
+        upstream.script(Reply.text(f"draft {REPLY_MARKER}"), Reply.text(f"answer {REPLY_MARKER}"))
+        client = openai.OpenAI(base_url=service.base_url, api_key="x", max_retries=0)
+        stream = client.chat.completions.create(
+            model=TEAM,
+            messages=[{"role": "user", "content": f"Tell me about {PROMPT_MARKER}."}],
+            stream=True,
+        )
+        assert REPLY_MARKER in "".join(
+            chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
+        )
+        client.close()
+        receiver.wait_for_span(f"invoke_team {TEAM}")
+    return receiver
+
+
+def test_content_capture_off_exports_no_prompt_or_reply_text_even_at_debug() -> None:
+    receiver = _export_a_chat_with_markers(LOG_LEVEL="DEBUG")
+
+    assert [s for s in receiver.spans if s.name == "chat scripted"]
+    assert receiver.logs
+    for marker in (PROMPT_MARKER, REPLY_MARKER):
+        assert [s.name for s in receiver.spans if marker in str(s.attributes)] == []
+        leaked = [r for r in receiver.logs if marker in f"{r.body} {r.attributes}"]
+        assert [(r.scope, str(r.body)[:80]) for r in leaked] == []
+
+
+def test_content_capture_on_records_prompt_and_reply_on_the_model_call_spans() -> None:
+    receiver = _export_a_chat_with_markers(CAPTURE_CONTENT=True)
+
+    drafter, reviewer = [s for s in receiver.spans if s.name == "chat scripted"]
+    prompt = json.loads(drafter.attributes["gen_ai.input.messages"])
+    reply = json.loads(drafter.attributes["gen_ai.output.messages"])
+    assert prompt[0]["role"] == "system"
+    assert prompt[-1]["role"] == "user"
+    assert prompt[-1]["parts"] == [{"type": "text", "content": f"Tell me about {PROMPT_MARKER}."}]
+    assert reply == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": f"draft {REPLY_MARKER}"}],
+            "finish_reason": "stop",
+        }
+    ]
+    assert f"draft {REPLY_MARKER}" in reviewer.attributes["gen_ai.input.messages"]
+    assert f"answer {REPLY_MARKER}" in reviewer.attributes["gen_ai.output.messages"]

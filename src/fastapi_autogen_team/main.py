@@ -69,14 +69,17 @@ def run() -> None:
     import uvicorn
 
     from .app import create_app
+    from .telemetry.logs import configure_process_logging
 
     settings = _load_settings()
     _refuse_open_public_bind(settings)
     _check_team_files(settings)
+    configure_process_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.DEFAULT_HOST,
         port=settings.DEFAULT_PORT,
+        log_config=None,  # uvicorn's records propagate to the service's handlers
         log_level=settings.LOG_LEVEL.lower(),
         timeout_graceful_shutdown=int(settings.SHUTDOWN_TIMEOUT),
     )

@@ -225,6 +225,16 @@ class TeamRun:
                 "chat.outcome": outcome,
             }
         )
+        logger.info(
+            "run %s: model=%s turns=%d model_calls=%d tokens=%d+%d in %.3f s",
+            outcome,
+            self.model,
+            turns,
+            self.client.calls,
+            prompt_tokens,
+            completion_tokens,
+            seconds,
+        )
         metrics = self._telemetry.metrics
         metrics.record_run_duration(self.model, seconds, outcome=outcome)
         metrics.record_token_usage(

@@ -4,11 +4,21 @@ All three handlers sit on the root logger and nowhere else, so a record reaches 
 destination once. They are named, and setting up again first removes any named handler an
 earlier setup left behind, so repeated start-ups (tests) never stack duplicates.
 
+`uv run fastapi-autogen-team` owns logging for the whole process instead: `main.run` installs
+console and file handlers once (`configure_process_logging`) and turns uvicorn's own logging
+config off, so uvicorn's lines, including those before the lifespan starts and after it ends,
+propagate to the same handlers; a lifespan then adds and removes only the OTLP handler.
+
 The OTLP handler is the service's own rather than the SDK's `LoggingHandler`, which is
 deprecated in opentelemetry-sdk 1.45. It drops records made while OpenTelemetry is exporting
 (instrumentation suppressed) and records of the `opentelemetry` loggers: an exporter that
 cannot reach its collector must not feed its own complaints back into the failing pipeline.
 Those complaints are also rate-limited, since every failed export logs one.
+
+Libraries log message text below WARNING (AutoGen's runtime and events loggers at INFO, the
+OpenAI client and sse-starlette at DEBUG), so unless CAPTURE_CONTENT is on, the OTLP handler
+exports records below WARNING only from loggers known to log no content: the service's own,
+whose lines never carry message text, and uvicorn's. Console and file keep everything.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ FORMAT = (
     "[trace_id=%(otel_trace_id)s span_id=%(otel_span_id)s] %(message)s"
 )
 HANDLER_PREFIX = "fastapi_autogen_team."
+PROCESS_HANDLER_PREFIX = HANDLER_PREFIX + "process."
 LOG_FILE_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
 
@@ -54,6 +65,9 @@ EXPORT_LOGGERS = (
     "opentelemetry.sdk.metrics._internal.export",
 )
 EXPORT_LOG_INTERVAL = 300.0  # seconds between two lines with the same message
+
+# Exported below WARNING with CAPTURE_CONTENT off; any other logger's records might hold content.
+CONTENT_FREE_LOGGERS = ("fastapi_autogen_team", "uvicorn")
 
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 _STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -106,12 +120,15 @@ class RateLimitFilter(logging.Filter):
 class OtlpHandler(logging.Handler):
     """Emits standard-library records as OpenTelemetry log records, in the current context."""
 
-    def __init__(self, provider: _logs.LoggerProvider) -> None:
+    def __init__(self, provider: _logs.LoggerProvider, *, export_content: bool = False) -> None:
         super().__init__()
         self._provider = provider
+        self._export_content = export_content
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("opentelemetry") or not is_instrumentation_enabled():
+            return
+        if not (self._export_content or _content_free(record)):
             return
         try:
             self._provider.get_logger(record.name).emit(
@@ -154,19 +171,27 @@ class LogSetup:
         self.levels.clear()
 
 
+def configure_process_logging(settings: Settings) -> None:
+    """Console and file handlers for the rest of the process, before uvicorn starts."""
+    root = logging.getLogger()
+    for name, handler in _text_handlers(settings):
+        handler.set_name(PROCESS_HANDLER_PREFIX + name)
+        root.addHandler(handler)
+    root.setLevel(settings.LOG_LEVEL)
+
+
 def configure_logging(settings: Settings, provider: _logs.LoggerProvider | None) -> LogSetup:
     _remove_leftover_handlers()
     setup = LogSetup(RateLimitFilter(EXPORT_LOG_INTERVAL))
 
-    formatter = logging.Formatter(FORMAT)
-    handlers: list[tuple[str, logging.Handler]] = [("console", logging.StreamHandler())]
-    if settings.LOG_FILE:
-        handlers.append(("file", _file_handler(settings.LOG_FILE)))
-    for _, handler in handlers:
-        handler.addFilter(TraceContextFilter())
-        handler.setFormatter(formatter)
+    owned_by_process = any(
+        (handler.get_name() or "").startswith(PROCESS_HANDLER_PREFIX)
+        for handler in logging.getLogger().handlers
+    )
+    handlers = [] if owned_by_process else _text_handlers(settings)
     if provider is not None:
-        handlers.append(("otlp", OtlpHandler(provider)))
+        otlp = OtlpHandler(provider, export_content=settings.CAPTURE_CONTENT)
+        handlers.append(("otlp", otlp))
 
     root = logging.getLogger()
     for name, handler in handlers:
@@ -190,6 +215,17 @@ def drop_cancelled_runs(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
+def _text_handlers(settings: Settings) -> list[tuple[str, logging.Handler]]:
+    formatter = logging.Formatter(FORMAT)
+    handlers: list[tuple[str, logging.Handler]] = [("console", logging.StreamHandler())]
+    if settings.LOG_FILE:
+        handlers.append(("file", _file_handler(settings.LOG_FILE)))
+    for _, handler in handlers:
+        handler.addFilter(TraceContextFilter())
+        handler.setFormatter(formatter)
+    return handlers
+
+
 def _file_handler(path: str) -> logging.Handler:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return RotatingFileHandler(
@@ -209,13 +245,22 @@ def _set_levels(settings: Settings, setup: LogSetup) -> None:
 
 def _remove_leftover_handlers() -> None:
     for handler in list(logging.getLogger().handlers):
-        if (handler.get_name() or "").startswith(HANDLER_PREFIX):
+        name = handler.get_name() or ""
+        if name.startswith(HANDLER_PREFIX) and not name.startswith(PROCESS_HANDLER_PREFIX):
             _remove(handler)
 
 
 def _remove(handler: logging.Handler) -> None:
     logging.getLogger().removeHandler(handler)
     handler.close()
+
+
+def _content_free(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+        return True
+    return any(
+        record.name == name or record.name.startswith(f"{name}.") for name in CONTENT_FREE_LOGGERS
+    )
 
 
 def _severity_number(levelno: int) -> _logs.SeverityNumber:
