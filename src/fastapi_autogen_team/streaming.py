@@ -40,6 +40,7 @@ from .conversation import Conversation
 from .errors import InternalError, RateLimited, RunTimedOut, ServiceError
 from .settings import AgentMessages, Settings
 from .teams.clients import RunModelClient
+from .teams.http import close_responses, track_upstream_responses
 from .teams.registry import ServedTeam
 from .teams.retry import RetryPolicy
 from .teams.run import RunInputs
@@ -193,6 +194,7 @@ class TeamRun:
         started = time.perf_counter()
         turns = 0
         span_name = f"invoke_team {self.model}"
+        upstream_responses = track_upstream_responses()
         with self._telemetry.tracer.start_as_current_span(span_name) as span:
             try:
                 stream = self._team.run_stream(
@@ -210,6 +212,7 @@ class TeamRun:
             finally:
                 self._queue.put_nowait(_END)
                 self._record(span, turns, time.perf_counter() - started)
+                await close_responses(upstream_responses)
 
     def _record(self, span: Span, turns: int, seconds: float) -> None:
         outcome = self.outcome

@@ -9,6 +9,7 @@ watches the connection: a client that leaves stops the run at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
@@ -16,6 +17,8 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from ..conversation import split_conversation
 from ..errors import ModelNotFound, ServiceError, ServiceUnavailable, UnsupportedParameter
@@ -29,6 +32,19 @@ from .errors import ClientGone
 from .limits import check_limits
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette raises SendTimeoutError at a client that stopped reading; dropping such a
+    client (and so cancelling its run) is routine here, not an unhandled error."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning("dropped a client that stopped reading for SEND_TIMEOUT seconds")
+
 
 root_router = APIRouter()
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -116,7 +132,7 @@ async def _stream(
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     writer = ChunkWriter(new_completion_id(), body.model)
     events = sse_events(run, first, deltas, writer, include_usage, metrics)
-    return EventSourceResponse(
+    return _EventStream(
         events,
         sep="\n",
         ping=settings.PING_INTERVAL,

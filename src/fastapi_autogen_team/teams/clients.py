@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from ..errors import RateLimited, ServiceError, UpstreamFailed, UpstreamTimeout
 from ..settings import Settings
 from ..telemetry import content
+from .http import tracked_http_client
 from .offline import OFFLINE_MODEL_NAME, OfflineChatCompletionClient
 from .retry import RetryPolicy
 
@@ -61,6 +62,7 @@ def build_default_client(settings: Settings) -> ChatCompletionClient:
         "timeout": settings.LLM_TIMEOUT,
         "max_retries": 0,  # RunModelClient retries, within RetryPolicy's bounds
         "stream_options": {"include_usage": True},
+        "http_client": tracked_http_client(),
     }
     if settings.LLM_BASE_URL:
         options["base_url"] = settings.LLM_BASE_URL

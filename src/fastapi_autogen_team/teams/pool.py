@@ -17,9 +17,11 @@ from typing import Any
 
 from autogen_core.models import ChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
+from pydantic import SecretStr
 
 from ..settings import Settings
 from .components import SERVICE_CLIENT
+from .http import tracked_http_client
 from .offline import OfflineChatCompletionClient
 
 _OPENAI_URL = "https://api.openai.com/v1"
@@ -50,7 +52,7 @@ class ClientPool:
         key = "client-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
         if key not in self._clients:
             prepared = {**component, "provider": provider, "config": config}
-            self._clients[key] = ChatCompletionClient.load_component(prepared)
+            self._clients[key] = _build(cls, prepared)
         return key
 
     def _complete(self, cls: type[ChatCompletionClient], config: dict[str, Any]) -> dict[str, Any]:
@@ -74,3 +76,14 @@ class ClientPool:
         if os.environ.get("OPENAI_API_KEY") or not base_url:
             return None
         return "not-needed"
+
+
+def _build(cls: type[ChatCompletionClient], component: dict[str, Any]) -> ChatCompletionClient:
+    """Builds the client; an OpenAI one sends through the transport runs can close."""
+    if cls is not OpenAIChatCompletionClient:
+        return ChatCompletionClient.load_component(component)
+    config = OpenAIChatCompletionClient.component_config_schema.model_validate(component["config"])
+    options = config.model_dump(exclude_none=True)
+    if isinstance(config.api_key, SecretStr):
+        options["api_key"] = config.api_key.get_secret_value()
+    return OpenAIChatCompletionClient(**options, http_client=tracked_http_client())
