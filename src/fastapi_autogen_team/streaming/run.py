@@ -1,18 +1,12 @@
-"""The run owner: runs one team, maps its events to OpenAI deltas, and always cleans up.
+"""The run owner: runs one team in its own task, hands its deltas over, always cleans up.
 
 The team runs in its own asyncio task that feeds a queue; the HTTP side only reads the queue.
 Cancelling the consumer does not stop an AutoGen team (it runs to the end), so `close()`
-cancels the run's CancellationToken, which aborts the model call in flight and closes the
-upstream stream; the producer then drains quietly and ends. Whoever created a `TeamRun`
-must call `close()` and should await `wait_closed()`, whatever happened.
-
-Mapping (AGENT_MESSAGES): the answer agent's tokens go to `content`; every other agent's
-turn goes to `reasoning_content` (mode `reasoning`), to `content` under a speaker header
-(mode `content`), to `content` inside `<think>…</think>` (mode `think`, for clients that fold
-such a block but ignore reasoning fields), or nowhere (mode `final`). Each turn on a channel
-starts with its speaker's name. With no answer agent, the run's last message is the answer,
-sent when the run ends; so is the answer agent's last message when its turn does not end the
-run (`answer_streams` false: it may speak again), its turns streaming like the others'.
+cancels the run's CancellationToken, which aborts the model call in flight; the producer then
+drains quietly, closes any upstream response AutoGen abandoned (see `teams/http.py`) and
+ends. Whoever created a `TeamRun` must call `close()` and should await `wait_closed()`,
+whatever happened. `RunTracker` holds every live run of the worker: the concurrency limit,
+and the handle shutdown uses to end them.
 """
 
 from __future__ import annotations
@@ -21,129 +15,26 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Literal
 
-import anyio
 from autogen_agentchat.base import TaskResult, Team
-from autogen_agentchat.messages import (
-    BaseChatMessage,
-    ModelClientStreamingChunkEvent,
-    ThoughtEvent,
-    ToolCallExecutionEvent,
-    ToolCallRequestEvent,
-)
+from autogen_agentchat.messages import BaseChatMessage
 from autogen_core import CancellationToken
 from opentelemetry.trace import Span, StatusCode
 
-from .conversation import Conversation
-from .errors import InternalError, RateLimited, RunTimedOut, ServiceError
-from .settings import AgentMessages, Settings
-from .teams.clients import RunModelClient
-from .teams.http import close_responses, track_upstream_responses
-from .teams.registry import ServedTeam
-from .teams.retry import RetryPolicy
-from .teams.run import RunInputs
-from .telemetry import Instruments, Telemetry
-from .wire import ChunkWriter, error_event
+from ..conversation import Conversation
+from ..errors import InternalError, RateLimited, RunTimedOut, ServiceError
+from ..settings import Settings
+from ..teams.clients import RunModelClient
+from ..teams.http import close_responses, track_upstream_responses
+from ..teams.registry import ServedTeam
+from ..teams.retry import RetryPolicy
+from ..teams.run import RunInputs
+from ..telemetry import Telemetry
+from .mapping import Channel, Delta, DeltaMapper
 
 logger = logging.getLogger(__name__)
 
-Channel = Literal["content", "reasoning"]
 _END = object()
-_RESULT_EXCERPT = 300
-_THINK_OPEN = "<think>\n"
-_THINK_CLOSE = "\n</think>\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    channel: Channel
-    text: str
-
-
-def _excerpt(text: str, limit: int = _RESULT_EXCERPT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-class DeltaMapper:
-    """Turns AutoGen events into deltas, one AGENT_MESSAGES mode and answer agent per run."""
-
-    def __init__(
-        self, mode: AgentMessages, answer_agent: str | None, answer_streams: bool = True
-    ) -> None:
-        self._mode = mode
-        self._answer_agent = answer_agent
-        self._live_answer = answer_agent if answer_streams else None
-        self._speaker: dict[Channel, str | None] = {"content": None, "reasoning": None}
-        self._streamed: set[str] = set()
-        self._last_message = ""
-        self._thinking = False
-        self.answered = False
-
-    def map(self, event: object) -> list[Delta]:
-        if isinstance(event, ModelClientStreamingChunkEvent):
-            self._streamed.add(event.full_message_id or "")
-            return self._say(event.source, event.content)
-        if isinstance(event, ToolCallRequestEvent):
-            calls = "".join(f"\u2192 {c.name}({c.arguments})\n" for c in event.content)
-            return self._note(event.source, calls)
-        if isinstance(event, ToolCallExecutionEvent):
-            results = "".join(f"\u2190 {r.name}: {_excerpt(r.content)}\n" for r in event.content)
-            return self._note(event.source, results)
-        if isinstance(event, ThoughtEvent):
-            return self._note(event.source, event.content)
-        if isinstance(event, BaseChatMessage):
-            return self._message(event)
-        return []
-
-    def finish(self) -> list[Delta]:
-        """What is still owed when the run ends: the answer, if none was streamed."""
-        closing = self._think(opening=False)
-        if self.answered or not self._last_message:
-            return closing
-        if self._mode == "content" and self._live_answer is None:
-            return []
-        self.answered = True
-        return [*closing, Delta("content", self._last_message)]
-
-    def _message(self, message: BaseChatMessage) -> list[Delta]:
-        text = message.to_model_text()
-        if self._answer_agent in (None, message.source):
-            self._last_message = text
-        if message.id in self._streamed:
-            return []
-        return self._say(message.source, text)
-
-    def _say(self, source: str, text: str) -> list[Delta]:
-        if self._live_answer is not None and source == self._live_answer:
-            self.answered = True
-            header = self._mode == "content"
-            return self._think(opening=False) + self._on("content", source, text, header=header)
-        return self._note(source, text)
-
-    def _note(self, source: str, text: str) -> list[Delta]:
-        if self._mode == "final" or not text:
-            return []
-        channel: Channel = "reasoning" if self._mode == "reasoning" else "content"
-        return self._think(opening=True) + self._on(channel, source, text, header=True)
-
-    def _think(self, *, opening: bool) -> list[Delta]:
-        """The tag that opens or closes mode `think`'s block, when one is due."""
-        if self._mode != "think" or self._thinking == opening:
-            return []
-        self._thinking = opening
-        self._speaker["content"] = None
-        return [Delta("content", _THINK_OPEN if opening else _THINK_CLOSE)]
-
-    def _on(self, channel: Channel, source: str, text: str, *, header: bool) -> list[Delta]:
-        previous = self._speaker[channel]
-        self._speaker[channel] = source
-        if not header or previous == source:
-            return [Delta(channel, text)]
-        gap = "" if previous is None else "\n\n"
-        return [Delta(channel, f"{gap}**{source}**\n"), Delta(channel, text)]
 
 
 class TeamRun:
@@ -364,50 +255,3 @@ class RunTracker:
     async def wait_all(self, grace: float) -> None:
         runs = list(self._runs)
         await asyncio.gather(*(run.wait_closed(grace) for run in runs))
-
-
-DONE = b"data: [DONE]\n\n"
-
-
-def frame(data: str) -> bytes:
-    """One SSE event. OpenAI ends lines with \\n, and some clients split only on \\n\\n."""
-    return b"data: " + data.encode() + b"\n\n"
-
-
-def _chunk(writer: ChunkWriter, delta: Delta) -> str:
-    if delta.channel == "content":
-        return writer.content(delta.text)
-    return writer.reasoning(delta.text)
-
-
-async def sse_events(
-    run: TeamRun,
-    first: Delta | None,
-    rest: AsyncIterator[Delta],
-    writer: ChunkWriter,
-    include_usage: bool,
-    metrics: Instruments,
-) -> AsyncIterator[bytes]:
-    """The whole SSE body of one streamed completion, given its first delta."""
-    metrics.stream_opened(run.model)
-    outcome = "cancelled"
-    try:
-        yield frame(writer.role())
-        if first is not None:
-            yield frame(_chunk(writer, first))
-        async for delta in rest:
-            yield frame(_chunk(writer, delta))
-        yield frame(writer.finish())
-        if include_usage:
-            yield frame(writer.usage(*run.usage))
-        outcome = "completed"
-    except ServiceError as error:
-        outcome = "error"
-        yield frame(error_event(error.body()))
-    finally:
-        metrics.stream_closed(run.model)
-        metrics.count_request(run.model, stream=True, outcome=outcome)
-        run.close()
-        with anyio.CancelScope(shield=True):
-            await run.wait_closed()
-    yield DONE
