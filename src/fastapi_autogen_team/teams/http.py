@@ -14,7 +14,7 @@ import contextlib
 from contextvars import ContextVar
 
 import httpx2
-from openai import DefaultAsyncHttpxClient
+from openai import DEFAULT_CONNECTION_LIMITS, DefaultAsyncHttpxClient
 
 _open_responses: ContextVar[set[httpx2.Response] | None] = ContextVar(
     "open_upstream_responses", default=None
@@ -38,7 +38,10 @@ class _RunTrackingTransport(httpx2.AsyncBaseTransport):
 
 def tracked_http_client() -> httpx2.AsyncClient:
     """An HTTP client with the OpenAI SDK's defaults whose responses runs can close."""
-    return DefaultAsyncHttpxClient(transport=_RunTrackingTransport(httpx2.AsyncHTTPTransport()))
+    # A transport passed in keeps httpx2's own pool limits (100 connections), not the SDK's
+    # (1,000): without these, every model call past the 100th at once would wait for a slot.
+    transport = httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS)
+    return DefaultAsyncHttpxClient(transport=_RunTrackingTransport(transport))
 
 
 def track_upstream_responses() -> set[httpx2.Response]:
