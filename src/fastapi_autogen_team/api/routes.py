@@ -50,12 +50,13 @@ root_router = APIRouter()
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 
-def _registry(request: Request) -> TeamRegistry:
+# async on purpose: FastAPI runs a plain `def` dependency in a worker thread, per request.
+async def _registry(request: Request) -> TeamRegistry:
     registry: TeamRegistry = request.app.state.registry
     return registry
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
