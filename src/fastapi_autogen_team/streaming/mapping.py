@@ -8,6 +8,11 @@ with its speaker's name. With no answer agent, the run's last message is the ans
 when the run ends; so is the answer agent's last message when its turn does not end the run
 (`answer_streams` false: it may speak again), its turns streaming like the others'.
 Tool calls and their results are shown on the inner agents' channel, one line each.
+
+Tokens arrive two ways: as `AgentToken`s straight from the service's model client (agents
+built with `model_client_stream=False`), or as AutoGen's ModelClientStreamingChunkEvents
+(agents on another client). Either way the agent's whole message follows, and is skipped
+when its text was already streamed.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from typing import Literal
 from autogen_agentchat.messages import (
     BaseChatMessage,
     ModelClientStreamingChunkEvent,
+    StructuredMessage,
+    TextMessage,
     ThoughtEvent,
     ToolCallExecutionEvent,
     ToolCallRequestEvent,
 )
 
 from ..settings import AgentMessages
+from ..teams.clients import AgentToken
 
 Channel = Literal["content", "reasoning"]
 _RESULT_EXCERPT = 300
@@ -53,11 +61,16 @@ class DeltaMapper:
         self._live_answer = answer_agent if answer_streams else None
         self._speaker: dict[Channel, str | None] = {"content": None, "reasoning": None}
         self._streamed: set[str] = set()
+        self._streaming: set[str] = set()
+        """Agents whose tokens came as AgentTokens since their last message."""
         self._last_message = ""
         self._thinking = False
         self.answered = False
 
     def map(self, event: object) -> list[Delta]:
+        if isinstance(event, AgentToken):
+            self._streaming.add(event.source)
+            return self._say(event.source, event.text)
         if isinstance(event, ModelClientStreamingChunkEvent):
             self._streamed.add(event.full_message_id or "")
             return self._say(event.source, event.content)
@@ -89,6 +102,11 @@ class DeltaMapper:
             self._last_message = text
         if message.id in self._streamed:
             return []
+        if message.source in self._streaming:
+            self._streaming.discard(message.source)
+            # The kinds AutoGen makes of a streamed reply; a tool-call summary was not streamed.
+            if isinstance(message, TextMessage | StructuredMessage):
+                return []
         return self._say(message.source, text)
 
     def _say(self, source: str, text: str) -> list[Delta]:

@@ -4,9 +4,11 @@ The team runs in its own asyncio task that feeds a queue; the HTTP side only rea
 Cancelling the consumer does not stop an AutoGen team (it runs to the end), so `close()`
 cancels the run's CancellationToken, which aborts the model call in flight; the producer then
 drains quietly, closes any upstream response AutoGen abandoned (see `teams/http.py`) and
-ends. Whoever created a `TeamRun` must call `close()` and should await `wait_closed()`,
-whatever happened. `RunTracker` holds every live run of the worker: the concurrency limit,
-and the handle shutdown uses to end them.
+ends. Agents' tokens reach the queue straight from the model client (see `teams/clients.py`),
+ahead of their whole message, which comes through the run's stream. Whoever created a
+`TeamRun` must call `close()` and should await `wait_closed()`, whatever happened.
+`RunTracker` holds every live run of the worker: the concurrency limit, and the handle
+shutdown uses to end them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class TeamRun:
         timeout: float,
         telemetry: Telemetry,
         model: str,
+        queue: asyncio.Queue[object] | None = None,
     ) -> None:
         self._telemetry = telemetry
         self.model = model
@@ -59,7 +62,8 @@ class TeamRun:
         self._mapper = mapper
         self.client = client
         self.stop_reason: str | None = None
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue = queue or asyncio.Queue()
+        """Events for the reader: the run's stream, and the agents' tokens put by their client."""
         self._error: BaseException | None = None
         self._aborted: ServiceError | None = None
         self._closing = False
@@ -204,8 +208,14 @@ def start_run(
     """Builds fresh agents and a fresh team for this request, and starts the run."""
     token = CancellationToken()
     retry = RetryPolicy(settings.LLM_MAX_RETRIES, settings.LLM_RETRY_AFTER_MAX)
+    queue: asyncio.Queue[object] = asyncio.Queue()
     client = RunModelClient(
-        served.client, token, sampling, retry=retry, capture_content=settings.CAPTURE_CONTENT
+        served.client,
+        token,
+        sampling,
+        retry=retry,
+        capture_content=settings.CAPTURE_CONTENT,
+        sink=queue.put_nowait,
     )
     inputs = RunInputs(client, conversation.instructions, conversation.history, settings.MAX_TURNS)
     definition = served.definition
@@ -222,6 +232,7 @@ def start_run(
         settings.RUN_TIMEOUT,
         telemetry,
         definition.id,
+        queue,
     )
 
 

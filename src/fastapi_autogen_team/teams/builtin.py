@@ -23,9 +23,9 @@ def _agent(name: str, system_message: str, inputs: RunInputs) -> AssistantAgent:
         system_message += prompts.CLIENT_INSTRUCTIONS + inputs.instructions
     return AssistantAgent(
         name,
-        model_client=inputs.model_client,
+        model_client=inputs.model_client.for_agent(name),
         system_message=system_message,
-        model_client_stream=True,
+        model_client_stream=False,  # the client streams the tokens itself, past the runtime
         model_context=UnboundedChatCompletionContext(initial_messages=list(inputs.history)),
     )
 
