@@ -6,6 +6,8 @@ fifth of the service's CPU per streamed chunk; handed over by the client it cost
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from autogen_agentchat.base import TaskResult, Team
 from autogen_agentchat.messages import (
@@ -16,10 +18,15 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from fastapi_autogen_team.streaming import DeltaMapper
+from fastapi_autogen_team.teams.blueprint import prepare
 from fastapi_autogen_team.teams.builtin import build_team
 from fastapi_autogen_team.teams.clients import AgentToken, RunModelClient
 from fastapi_autogen_team.teams.offline import OfflineChatCompletionClient
+from fastapi_autogen_team.teams.pool import ClientPool
 from fastapi_autogen_team.teams.run import RunInputs
+from support.service import quiet_settings
+
+SERVICE_MODEL = {"provider": "fastapi_autogen_team.teams.components.ServiceModel", "config": {}}
 
 
 def streaming_inputs(sink: list[object]) -> RunInputs:
@@ -27,6 +34,34 @@ def streaming_inputs(sink: list[object]) -> RunInputs:
         OfflineChatCompletionClient(token_delay=0), CancellationToken(), sink=sink.append
     )
     return RunInputs(client, "", [], max_turns=4)
+
+
+def team_file(*names: str) -> dict[str, Any]:
+    agents = [
+        {
+            "provider": "autogen_agentchat.agents.AssistantAgent",
+            "config": {
+                "name": name,
+                "description": f"The {name}.",
+                "model_client": SERVICE_MODEL,
+                "system_message": f"You are the {name}.",
+                "model_client_stream": True,
+                "reflect_on_tool_use": False,
+                "tool_call_summary_format": "{result}",
+            },
+        }
+        for name in names
+    ]
+    return {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "config": {
+            "participants": agents,
+            "termination_condition": {
+                "provider": "autogen_agentchat.conditions.MaxMessageTermination",
+                "config": {"max_messages": len(names) + 1},
+            },
+        },
+    }
 
 
 async def run_recording(team: Team, tokens: list[object]) -> list[tuple[str, object]]:
@@ -65,6 +100,15 @@ async def test_builtin_team_tokens_bypass_runtime_and_precede_each_message() -> 
     tokens: list[object] = []
     events = await run_recording(build_team(streaming_inputs(tokens)), tokens)
     check_streamed_directly(events, ["drafter", "reviewer"])
+
+
+@pytest.mark.anyio
+async def test_team_file_streaming_agents_bypass_runtime_and_precede_each_message() -> None:
+    pool = ClientPool(quiet_settings(), OfflineChatCompletionClient(token_delay=0))
+    blueprint = prepare(team_file("first", "second"), pool, max_turns=8)
+    tokens: list[object] = []
+    events = await run_recording(blueprint.build(streaming_inputs(tokens)), tokens)
+    check_streamed_directly(events, ["first", "second"])
 
 
 def test_mapper_skips_a_streamed_text_message_but_not_a_tool_summary() -> None:

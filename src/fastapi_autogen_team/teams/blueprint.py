@@ -3,10 +3,13 @@
 Preparing walks the component tree once: every provider is resolved to its class (an unknown
 one fails at start-up with its place in the file), secrets are refused, each model client is
 replaced by a reference to a shared client and each function tool by a reference to a tool
-built once, and every team's `max_turns` is capped at MAX_TURNS. Per request, the agents that
-take a system message and a model context get the client's instructions and history in copies
-of only the dicts on the way to them, and `Team.load_component` builds fresh agents and a
-fresh team from the result; the prepared tree itself is never changed.
+built once, and every team's `max_turns` is capped at MAX_TURNS. An AssistantAgent that
+streams through a shared client is switched to `model_client_stream: false` and its reference
+names it, so its tokens go from the client to the run without passing AutoGen's runtime. Per
+request, the agents that take a system message and a model context get the client's
+instructions and history in copies of only the dicts on the way to them, and
+`Team.load_component` builds fresh agents and a fresh team from the result; the prepared
+tree itself is never changed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import ChatAgent, OrTerminationCondition, Team
 from autogen_agentchat.conditions import SourceMatchTermination
 from autogen_core import is_component_class
@@ -40,6 +44,7 @@ Where = tuple[str | int, ...]
 _SECRET_FIELDS = ("api_key", "azure_ad_token")
 _MASKED = re.compile(r"\*{4,}")
 _CONTEXT = "autogen_core.model_context.UnboundedChatCompletionContext"
+_SHARED_CLIENT = shared(SharedModelClient, SERVICE_CLIENT)["provider"]
 
 
 class InvalidComponent(ValueError):
@@ -146,6 +151,8 @@ class _Preparation:
         prepared = {**node, "config": self.visit(node["config"], (*where, "config"))}
         _validate(cls, prepared, where)
         self.note(cls, prepared, where)
+        if issubclass(cls, AssistantAgent):
+            _stream_past_runtime(prepared["config"])
         return prepared
 
     def client(self, node: dict[str, Any], cls: type[ChatCompletionClient], where: Where) -> str:
@@ -222,6 +229,15 @@ class Blueprint:
     def stops_after(self, agent: str) -> bool:
         """Whether the team's termination condition ends the run once `agent` has spoken."""
         return _stops_after(self.template["config"].get("termination_condition"), agent)
+
+
+def _stream_past_runtime(config: dict[str, Any]) -> None:
+    """Lets a streaming agent's shared client hand its tokens to the run (see `clients.py`)."""
+    client = config.get("model_client")
+    is_shared = isinstance(client, dict) and client["provider"] == _SHARED_CLIENT
+    if config.get("model_client_stream") and is_shared and isinstance(config.get("name"), str):
+        client["config"] = {**client["config"], "agent": config["name"]}
+        config["model_client_stream"] = False
 
 
 def _writable(root: dict[str, Any], where: Where, copied: set[int]) -> dict[str, Any]:

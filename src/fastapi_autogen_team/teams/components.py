@@ -7,7 +7,8 @@ a key. Loading such a component returns the object bound to that key for the tea
 built, so `Team.load_component` makes fresh agents and a fresh team per request but never a
 new model client (~18 ms each) nor re-runs a tool's source code. The binding is a context
 variable set only while one team is built, which is synchronous, so concurrent builds on the
-event loop cannot see each other's clients.
+event loop cannot see each other's clients. A reference that names an agent loads as that
+agent's view of the client, which streams the agent's tokens to the run itself.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autogen_core import Component, ComponentBase
 from autogen_core.models import ChatCompletionClient
 from autogen_core.tools import BaseTool
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from .clients import RunModelClient
 
 SERVICE_CLIENT = "service"
 """The key of the service's own model client, shared with the built-in team."""
@@ -29,7 +33,7 @@ SERVICE_CLIENT = "service"
 
 @dataclass(frozen=True, slots=True)
 class _Binding:
-    clients: Mapping[str, ChatCompletionClient]
+    clients: Mapping[str, RunModelClient]
     tools: Mapping[str, BaseTool[Any, Any]]
 
 
@@ -38,7 +42,7 @@ _binding: ContextVar[_Binding | None] = ContextVar("team_binding", default=None)
 
 @contextmanager
 def bound(
-    clients: Mapping[str, ChatCompletionClient], tools: Mapping[str, BaseTool[Any, Any]]
+    clients: Mapping[str, RunModelClient], tools: Mapping[str, BaseTool[Any, Any]]
 ) -> Iterator[None]:
     """Makes `clients` and `tools` what shared references load as, for the block's duration."""
     token = _binding.set(_Binding(clients, tools))
@@ -84,15 +88,21 @@ class SharedReference(BaseModel):
     key: str
 
 
+class SharedClientReference(SharedReference):
+    agent: str | None = None
+    """The agent using the client, when the client streams that agent's tokens to the run."""
+
+
 class SharedModelClient(ComponentBase[SharedReference], Component[SharedReference]):
     """Loads as the current run's view of the shared model client named by `key`."""
 
     component_type = "model"
-    component_config_schema = SharedReference
+    component_config_schema = SharedClientReference
 
     @classmethod
-    def _from_config(cls, config: SharedReference) -> ChatCompletionClient:  # type: ignore[override]
-        return _current().clients[config.key]
+    def _from_config(cls, config: SharedClientReference) -> ChatCompletionClient:  # type: ignore[override]
+        client = _current().clients[config.key]
+        return client if config.agent is None else client.for_agent(config.agent)
 
 
 class SharedTool(ComponentBase[SharedReference], Component[SharedReference]):
