@@ -25,7 +25,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from support.service import RunningService, running_service
+from support.service import RunningService, behind, running_service
 from support.upstream import Hang, Reply, ScriptedUpstream
 
 TEAM = "autogen-team"
@@ -40,18 +40,9 @@ CLIENT_SEGMENT = 536  # bytes; the smallest segment size every TCP stack accepts
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def service(upstream: ScriptedUpstream) -> Iterator[RunningService]:
     with running_service(
-        LLM_MODEL="scripted",
-        LLM_BASE_URL=upstream.base_url,
-        LLM_API_KEY="x",
-        LLM_MAX_RETRIES=0,
+        **behind(upstream.base_url),
         SEND_TIMEOUT=SEND_TIMEOUT,
         MAX_CONCURRENT_RUNS=1,
     ) as running:

@@ -18,7 +18,7 @@ import anyio
 import httpx2
 import pytest
 
-from support.service import RunningService, running_service
+from support.service import RunningService, behind, running_service
 from support.streams import parse_sse, summarise_stream
 from support.upstream import ScriptedUpstream
 
@@ -29,16 +29,8 @@ MARKER = re.compile(r"marker\d\dx[0-9a-f]{8}")
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def service(upstream: ScriptedUpstream) -> Iterator[RunningService]:
-    with running_service(
-        LLM_MODEL="scripted", LLM_BASE_URL=upstream.base_url, LLM_API_KEY="x", LLM_MAX_RETRIES=0
-    ) as running:
+    with running_service(**behind(upstream.base_url)) as running:
         yield running
 
 

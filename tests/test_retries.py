@@ -17,12 +17,6 @@ QUESTION = [{"role": "user", "content": "Name a planet."}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def client(upstream: ScriptedUpstream) -> Iterator[openai.OpenAI]:
     with (
         running_service(

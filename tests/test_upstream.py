@@ -21,12 +21,6 @@ QUESTION = [{"role": "user", "content": "Name three primary colours."}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture
 def service(upstream: ScriptedUpstream) -> Iterator[RunningService]:
     with running_service(
         LLM_MODEL="scripted",

@@ -43,6 +43,11 @@ class RunningService:
         self.base_url = f"{self.url}/v1"
 
 
+def behind(upstream_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for a service whose agents call the scripted upstream at `upstream_url`."""
+    return {"LLM_MODEL": "scripted", "LLM_BASE_URL": upstream_url, "LLM_API_KEY": "x"} | overrides
+
+
 @contextmanager
 def running_service(**overrides: Any) -> Iterator[RunningService]:
     """Serves `create_app(quiet_settings(**overrides))` until the block ends."""
