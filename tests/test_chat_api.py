@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -183,3 +185,16 @@ def test_quiet_stream_gets_comment_pings_that_clients_ignore() -> None:
     assert any(line.startswith(": ping") for line in lines)
     assert all(line.startswith((": ", "data: ")) for line in lines)
     assert len(said["content"].split()) == 2
+
+
+def test_model_created_is_stable_across_restarts(tmp_path: Any) -> None:
+    """UIs cache the model list; `created` must not change each time the service starts."""
+    examples = Path(__file__).resolve().parents[1] / "examples" / "teams"
+    listings = []
+    for _ in range(2):
+        with running_service(TEAMS_DIR=str(examples)) as service:
+            listings.append(httpx2.get(f"{service.base_url}/models").json()["data"])
+        time.sleep(1.1)
+    first, second = ({m["id"]: m["created"] for m in data} for data in listings)
+    assert first == second
+    assert first["writer-critic"] == int((examples / "writer-critic.yaml").stat().st_mtime)

@@ -14,6 +14,8 @@ from autogen_core.model_context import UnboundedChatCompletionContext
 from . import prompts
 from .run import RunInputs, TeamDefinition
 
+# When this team took its current shape (2026-12-04): what /v1/models reports as `created`.
+BUILTIN_CREATED = 1_796_342_400
 DRAFTER = "drafter"
 REVIEWER = "reviewer"
 
@@ -49,5 +51,6 @@ def builtin_definition(model_label: str) -> TeamDefinition:
             f"writes the answer. Model behind the agents: {model_label}."
         ),
         answer_agent=REVIEWER,
+        created=BUILTIN_CREATED,
         build=build_team,
     )

@@ -145,6 +145,7 @@ def load_team(path: Path, settings: Settings, pool: ClientPool) -> TeamDefinitio
         answer_streams=answer is not None and blueprint.stops_after(answer),
         owned_by=team.model.owned_by or "fastapi-autogen-team",
         info=info,
+        created=int(path.stat().st_mtime),
     )
 
 

@@ -58,10 +58,13 @@ def load_registry(settings: Settings) -> TeamRegistry:
     """
     client = build_default_client(settings)
     label = OFFLINE_MODEL_NAME if settings.offline else settings.LLM_MODEL
-    created = int(time.time())
+    started = int(time.time())
     pool = ClientPool(settings, client)
     definitions = [builtin_definition(label), *load_team_files(settings, pool)]
-    teams = {definition.id: ServedTeam(definition, client, created) for definition in definitions}
+    teams = {
+        definition.id: ServedTeam(definition, client, definition.created or started)
+        for definition in definitions
+    }
     registry = TeamRegistry(teams, pool.clients())
     logger.info("serving %d team(s); the service's model is %s", len(registry), label)
     return registry

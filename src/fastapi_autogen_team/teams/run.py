@@ -43,6 +43,8 @@ class TeamDefinition:
     When False, its turns stream as reasoning and its last message is sent when the run ends."""
     owned_by: str = "fastapi-autogen-team"
     info: ModelInformation | None = field(default=None)
+    created: int | None = None
+    """Unix time the model list reports; stable across restarts so UIs' caches stay valid."""
 
     def information(self) -> ModelInformation:
         return self.info or ModelInformation(name=self.name, description=self.description)
