@@ -8,7 +8,7 @@ import httpx2
 import openai
 import pytest
 
-from fastapi_autogen_team.teams.retry import RetryPolicy, retry_after_seconds
+from fastapi_autogen_team.teams.retry import RetryPolicy, retry_after_header, retry_after_seconds
 from support.service import running_service
 from support.upstream import Drop, Hang, HttpError, Reply, ScriptedUpstream
 
@@ -98,3 +98,23 @@ def test_policy_stops_after_max_retries() -> None:
     error = openai.APIConnectionError(request=httpx2.Request("POST", "http://127.0.0.1/v1"))
     assert policy.delay(error, 0) == policy.base_delay
     assert policy.delay(error, 1) is None
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "1e400", "garbage"])
+def test_meaningless_retry_after_is_ignored(value: str) -> None:
+    """Bug: "-5" or "nan" counted as a wait of 0 (retries in a burst) and was passed to
+    clients verbatim. Cause: the header was parsed with float() and not checked."""
+    assert retry_after_seconds({"retry-after": value}) is None
+    assert retry_after_header({"retry-after": value}) == {}
+
+
+def test_retry_after_header_for_clients_is_whole_seconds() -> None:
+    assert retry_after_header({"retry-after-ms": "1500"}) == {"Retry-After": "2"}
+
+
+def test_retry_is_never_sooner_than_the_backoff() -> None:
+    request = httpx2.Request("POST", "http://127.0.0.1/v1")
+    response = httpx2.Response(429, headers={"retry-after": "0"}, request=request)
+    error = openai.RateLimitError("slow down", response=response, body=None)
+    policy = RetryPolicy(max_retries=2)
+    assert policy.delay(error, 1) == 2 * policy.base_delay

@@ -416,3 +416,63 @@ async def test_files_with_one_client_configuration_share_one_client(tmp_path: Pa
         assert len(registry.clients) == 3  # the service's own, and one per distinct config
     finally:
         await registry.close()
+
+
+def _alias_bomb() -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 10):
+        previous = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{previous}]")
+    team = yaml.safe_dump(round_robin("writer"))
+    return "\n".join(lines) + "\n" + team.replace("config:\n", "config:\n  x: *a9\n", 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("bomb.yaml", _alias_bomb(), "expands to more than"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("deep.yaml", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("wide.json", json.dumps({"x": "y" * 1_100_000}), "larger than"),
+    ],
+)
+def test_hostile_file_is_refused_quickly_naming_it(
+    tmp_path: Path, name: str, text: str, problem: str
+) -> None:
+    """Bug: an alias bomb hung start-up and deep nesting crashed it with a bare RecursionError
+    that named no file. Cause: nothing bounded what a file could expand to or nest."""
+    write(tmp_path, name, text)
+    message = refused(tmp_path)
+    assert message.startswith(str(tmp_path / name)) and problem in message
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"default_headers": {"Authorization": "Bearer sk-hidden-1"}},
+        {"model_info": MODEL_INFO | {"api_key": "sk-hidden-2"}},
+    ],
+)
+def test_credential_nested_in_a_client_is_refused(tmp_path: Path, where: dict[str, Any]) -> None:
+    client = {
+        "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+        "config": {"model": "scripted", "base_url": UNUSED_URL, "model_info": MODEL_INFO} | where,
+    }
+    team = round_robin("writer")
+    team["config"]["participants"][0]["config"]["model_client"] = client
+    write(tmp_path, "hidden.yaml", team)
+    message = refused(tmp_path)
+    assert "holds a credential" in message and "sk-hidden" not in message
+
+
+def test_credential_in_agent_metadata_is_refused(tmp_path: Path) -> None:
+    team = round_robin("writer")
+    team["config"]["participants"][0]["config"]["metadata"] = {"api_key": "sk-hidden-3"}
+    write(tmp_path, "meta.yaml", team)
+    assert "holds a credential at $." in refused(tmp_path)
+
+
+def test_file_name_with_a_newline_is_not_a_model_id(tmp_path: Path) -> None:
+    """Bug: `re.match` with `$` accepted "abc\\n" as a model id from a file named so."""
+    write(tmp_path, "abc\n.yaml", round_robin("writer"))
+    assert "is not a usable model id" in refused(tmp_path)

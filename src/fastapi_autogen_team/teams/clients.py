@@ -45,7 +45,7 @@ from ..settings import Settings
 from ..telemetry import content
 from .http import tracked_http_client
 from .offline import OFFLINE_MODEL_NAME, OfflineChatCompletionClient
-from .retry import RetryPolicy
+from .retry import RetryPolicy, retry_after_header
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ def build_default_client(settings: Settings) -> ChatCompletionClient:
 def classify_upstream_error(error: BaseException) -> ServiceError:
     """The client-facing error for a failed model call; never carries the upstream's text."""
     if isinstance(error, openai.RateLimitError):
-        retry_after = error.response.headers.get("retry-after")
-        headers = {"Retry-After": retry_after} if retry_after else None
+        headers = retry_after_header(error.response.headers)
         return RateLimited("The model upstream is rate limiting requests.", headers=headers)
     if isinstance(error, openai.APITimeoutError):
         return UpstreamTimeout("The model upstream did not answer in time.")

@@ -10,7 +10,6 @@ failing its first request.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..settings import Settings
 from ..wire import ModelInformation
+from . import reading
 from .blueprint import Blueprint, InvalidComponent, explain, prepare
 from .clients import RunModelClient
 from .offline import OfflineChatCompletionClient
@@ -77,8 +77,11 @@ def team_paths(directory: str) -> list[Path]:
 def read_team_file(path: Path) -> TeamFile:
     """Parses a file in either shape; raises TeamFileError saying what is wrong."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.stat().st_size > reading.MAX_FILE_BYTES:
+            raise reading.UnreadableTeamFile(f"is larger than {reading.MAX_FILE_BYTES} bytes.")
+        data = reading.parse(path.read_text(encoding="utf-8"), is_json=path.suffix == ".json")
+    except reading.UnreadableTeamFile as error:
+        raise TeamFileError(path, str(error)) from None
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise TeamFileError(path, f"is not valid {kind}: {_parse_problem(error)}.") from None
@@ -120,7 +123,7 @@ def _trial_inputs() -> RunInputs:
 def load_team(path: Path, settings: Settings, pool: ClientPool) -> TeamDefinition:
     team = read_team_file(path)
     model_id = team.model.id or path.stem
-    if not re.match(_MODEL_ID, model_id):
+    if not re.fullmatch(_MODEL_ID, model_id):
         raise TeamFileError(path, f"{model_id!r} is not a usable model id: set model.id.")
     try:
         blueprint = prepare(team.component, pool, settings.MAX_TURNS)
@@ -131,6 +134,11 @@ def load_team(path: Path, settings: Settings, pool: ClientPool) -> TeamDefinitio
         raise TeamFileError(path, explain(error)) from None
     except Exception as error:  # AutoGen's own checks raise ValueError, TypeError and others
         raise TeamFileError(path, f"the team cannot be built: {error}") from None
+    try:
+        # After `prepare`, whose messages for a model client's own api_key are more precise.
+        reading.check_secrets(team.component)
+    except reading.UnreadableTeamFile as error:
+        raise TeamFileError(path, str(error)) from None
     answer = team.answer_agent
     if answer is not None and answer not in blueprint.agent_names:
         agents = ", ".join(blueprint.agent_names)
