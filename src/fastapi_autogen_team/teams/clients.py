@@ -211,11 +211,9 @@ class RunModelClient(ChatCompletionClient):
             try:
                 result = await self._inner.create(
                     messages,
-                    tools=tools,
-                    tool_choice=tool_choice,
-                    json_output=json_output,
-                    extra_create_args={**self._sampling, **extra_create_args},
-                    cancellation_token=cancellation_token or self._token,
+                    **self._call_options(
+                        tools, tool_choice, json_output, extra_create_args, cancellation_token
+                    ),
                 )
                 self._add_usage(result, span)
                 return result
@@ -259,11 +257,9 @@ class RunModelClient(ChatCompletionClient):
             span = self._begin(messages)
             stream = self._inner.create_stream(
                 messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                json_output=json_output,
-                extra_create_args={**self._sampling, **extra_create_args},
-                cancellation_token=cancellation_token or self._token,
+                **self._call_options(
+                    tools, tool_choice, json_output, extra_create_args, cancellation_token
+                ),
             )
             produced = False
             try:
@@ -284,6 +280,23 @@ class RunModelClient(ChatCompletionClient):
                 span.end()
             attempt += 1
             await self._pause(delay)
+
+    def _call_options(
+        self,
+        tools: Sequence[Tool | ToolSchema],
+        tool_choice: Tool | Literal["auto", "required", "none"],
+        json_output: bool | type[BaseModel] | None,
+        extra_create_args: Mapping[str, Any],
+        cancellation_token: CancellationToken | None,
+    ) -> dict[str, Any]:
+        """What the shared client is called with: the run's sampling fields and token added."""
+        return {
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "json_output": json_output,
+            "extra_create_args": {**self._sampling, **extra_create_args},
+            "cancellation_token": cancellation_token or self._token,
+        }
 
     def _retry_or_fail(self, error: Exception, attempt: int, span: Span) -> float:
         """The wait before trying again; re-raises `error` when the call is not retried."""
