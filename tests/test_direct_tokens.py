@@ -126,3 +126,28 @@ def test_mapper_skips_a_streamed_text_message_but_not_a_tool_summary() -> None:
     content = "".join(d.text for d in deltas if d.channel == "content")
     assert reasoning == "**helper**\nLooked it up.42"
     assert content == "It is 42."
+
+
+def test_tool_lines_come_before_the_reply_that_uses_them_and_only_once() -> None:
+    """Bug: a tool's result reached the run through AutoGen's runtime after the first tokens
+    of the reply that read it (tokens take the faster path), so the reasoning channel showed
+    "Checked ← word_count: 7 words". Cause: tool events only travelled through the runtime."""
+    from autogen_agentchat.messages import ToolCallExecutionEvent, ToolCallRequestEvent
+    from autogen_core import FunctionCall
+    from autogen_core.models import FunctionExecutionResult
+
+    from fastapi_autogen_team.streaming import DeltaMapper
+    from fastapi_autogen_team.teams.clients import AgentToken, AgentToolCalls, AgentToolResults
+
+    call = FunctionCall(id="call_1", name="word_count", arguments='{"text": "a b"}')
+    result = FunctionExecutionResult(content="2 words", name="word_count", call_id="call_1")
+    mapper = DeltaMapper("reasoning", answer_agent=None)
+    events = [
+        AgentToolCalls("counter", [call]),
+        AgentToolResults("counter", [result]),
+        AgentToken("counter", "Checked."),
+        ToolCallRequestEvent(source="counter", content=[call]),  # the runtime's late copies
+        ToolCallExecutionEvent(source="counter", content=[result]),
+    ]
+    text = "".join(delta.text for event in events for delta in mapper.map(event))
+    assert text == ('**counter**\n→ word_count({"text": "a b"})\n← word_count: 2 words\nChecked.')

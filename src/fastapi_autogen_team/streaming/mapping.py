@@ -31,7 +31,7 @@ from autogen_agentchat.messages import (
 )
 
 from ..settings import AgentMessages
-from ..teams.clients import AgentToken
+from ..teams.clients import AgentToken, AgentToolCalls, AgentToolResults
 
 Channel = Literal["content", "reasoning"]
 _RESULT_EXCERPT = 300
@@ -62,6 +62,7 @@ class DeltaMapper:
         self._speaker: dict[Channel, str | None] = {"content": None, "reasoning": None}
         self._streamed: set[str] = set()
         self._streaming: set[str] = set()
+        self._shown_tools: set[tuple[str, str]] = set()
         """Agents whose tokens came as AgentTokens since their last message."""
         self._last_message = ""
         self._thinking = False
@@ -74,17 +75,28 @@ class DeltaMapper:
         if isinstance(event, ModelClientStreamingChunkEvent):
             self._streamed.add(event.full_message_id or "")
             return self._say(event.source, event.content)
-        if isinstance(event, ToolCallRequestEvent):
-            calls = "".join(f"\u2192 {c.name}({c.arguments})\n" for c in event.content)
-            return self._note(event.source, calls)
-        if isinstance(event, ToolCallExecutionEvent):
-            results = "".join(f"\u2190 {r.name}: {_excerpt(r.content)}\n" for r in event.content)
-            return self._note(event.source, results)
+        if isinstance(event, AgentToolCalls | ToolCallRequestEvent):
+            calls = event.calls if isinstance(event, AgentToolCalls) else event.content
+            fresh = [c for c in calls if self._first_time(("call", c.id or repr(c)))]
+            lines = "".join(f"\u2192 {c.name}({c.arguments})\n" for c in fresh)
+            return self._note(event.source, lines)
+        if isinstance(event, AgentToolResults | ToolCallExecutionEvent):
+            results = event.results if isinstance(event, AgentToolResults) else event.content
+            fresh = [r for r in results if self._first_time(("result", r.call_id or repr(r)))]
+            lines = "".join(f"\u2190 {r.name}: {_excerpt(r.content)}\n" for r in fresh)
+            return self._note(event.source, lines)
         if isinstance(event, ThoughtEvent):
             return self._note(event.source, event.content)
         if isinstance(event, BaseChatMessage):
             return self._message(event)
         return []
+
+    def _first_time(self, key: tuple[str, str]) -> bool:
+        """Whether a tool call or result is new: it can reach the run twice (see AgentToolCalls)."""
+        if key in self._shown_tools:
+            return False
+        self._shown_tools.add(key)
+        return True
 
     def finish(self) -> list[Delta]:
         """What is still owed when the run ends: the answer, if none was streamed."""

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
-from autogen_core import CancellationToken
+from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import (
     ChatCompletionClient,
     CreateResult,
+    FunctionExecutionResult,
+    FunctionExecutionResultMessage,
     LLMMessage,
     ModelCapabilities,  # type: ignore[attr-defined]
     ModelFamily,
@@ -98,7 +100,28 @@ class AgentToken:
     text: str
 
 
-TokenSink = Callable[[AgentToken], None]
+@dataclass(slots=True)
+class AgentToolCalls:
+    """The tool calls an agent's model asked for, handed over with its tokens.
+
+    AutoGen reports tool calls and their results through its runtime, which is slower than
+    the sink: sent only that way, a call's result could show after the tokens of the reply
+    that uses it. The run shows each call once, whichever way reaches it first."""
+
+    source: str
+    calls: list[FunctionCall]
+
+
+@dataclass(slots=True)
+class AgentToolResults:
+    """The tool results an agent's model is about to read, ahead of its reply's tokens."""
+
+    source: str
+    results: list[FunctionExecutionResult]
+
+
+AgentEvent = AgentToken | AgentToolCalls | AgentToolResults
+TokenSink = Callable[[AgentEvent], None]
 
 
 @dataclass(slots=True)
@@ -232,6 +255,8 @@ class RunModelClient(ChatCompletionClient):
         **options: Any,
     ) -> CreateResult:
         """`create()` for an agent's view: the reply's text goes to the sink as it arrives."""
+        if messages and isinstance(messages[-1], FunctionExecutionResultMessage):
+            sink(AgentToolResults(agent, list(messages[-1].content)))
         result: CreateResult | None = None
         async for item in self.create_stream(messages, **options):
             if isinstance(item, str):
@@ -240,6 +265,8 @@ class RunModelClient(ChatCompletionClient):
                 result = item
         if result is None:
             raise RuntimeError("The model's stream ended without a final result.")
+        if isinstance(result.content, list):
+            sink(AgentToolCalls(agent, list(result.content)))
         return result
 
     async def create_stream(
