@@ -118,7 +118,15 @@ class Malformed:
     close: bool = False
 
 
-Step = Reply | ToolCalls | HttpError | Hang | Drop | Malformed
+@dataclass(frozen=True)
+class RawStream:
+    """A 200 event stream whose body is exactly `pieces`, each sent as one HTTP chunk, for
+    byte-level SSE cases (line ends, comments, events split across reads). Streaming only."""
+
+    pieces: Sequence[bytes]
+
+
+Step = Reply | ToolCalls | HttpError | Hang | Drop | Malformed | RawStream
 _Answer = Reply | ToolCalls | Drop | Malformed
 _Outcome = Literal["sent", "gone", "closed"]
 
@@ -319,6 +327,10 @@ class ScriptedUpstream:
         if isinstance(step, Hang):
             await conn.pause(math.inf)
             return "gone"
+
+        if isinstance(step, RawStream):
+            pieces = [(0.0, _chunk(piece)) for piece in step.pieces]
+            return await self._stream(conn, _Plan([*pieces, (0.0, b"0\r\n\r\n")]))
 
         model = str(body.get("model") or self._models[0])
         completion = _Completion(f"chatcmpl-scripted-{number}", model)

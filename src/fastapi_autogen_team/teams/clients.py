@@ -45,6 +45,7 @@ from pydantic import BaseModel
 from ..errors import RateLimited, ServiceError, UpstreamFailed, UpstreamTimeout
 from ..settings import Settings
 from ..telemetry import content
+from .direct import direct_chat
 from .http import tracked_http_client
 from .offline import OFFLINE_MODEL_NAME, OfflineChatCompletionClient
 from .retry import RetryPolicy, retry_after_header
@@ -282,14 +283,13 @@ class RunModelClient(ChatCompletionClient):
         attempt = 0
         while True:
             span = self._begin(messages)
-            stream = self._inner.create_stream(
-                messages,
-                **self._call_options(
-                    tools, tool_choice, json_output, extra_create_args, cancellation_token
-                ),
+            options = self._call_options(
+                tools, tool_choice, json_output, extra_create_args, cancellation_token
             )
+            stream: AsyncGenerator[str | CreateResult, None] | None = None
             produced = False
             try:
+                stream = self._open_stream(messages, options)
                 async for item in stream:
                     produced = True
                     if isinstance(item, CreateResult):
@@ -303,10 +303,28 @@ class RunModelClient(ChatCompletionClient):
                 delay = self._retry_or_fail(error, attempt, span)
             finally:
                 # Closing the inner generator closes the upstream HTTP stream now, not at GC.
-                await stream.aclose()
+                if stream is not None:
+                    await stream.aclose()
                 span.end()
             attempt += 1
             await self._pause(delay)
+
+    def _open_stream(
+        self, messages: Sequence[LLMMessage], options: dict[str, Any]
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        """The call's stream: straight over HTTP where that is exact (`direct.py`), else the
+        shared client's own."""
+        if (direct := direct_chat(self._inner)) is not None:
+            call = direct.prepare(
+                messages,
+                options["tools"],
+                options["tool_choice"],
+                options["json_output"],
+                options["extra_create_args"],
+            )
+            if call is not None:
+                return call.stream(options["cancellation_token"])
+        return self._inner.create_stream(messages, **options)
 
     def _call_options(
         self,

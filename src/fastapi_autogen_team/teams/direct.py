@@ -1,0 +1,231 @@
+"""Streamed model calls sent straight over HTTP, past the openai SDK, for the shared clients.
+
+Profiles of the service under load (BENCHMARKS.md) put most of its CPU per relayed chunk in
+the openai SDK, which builds a tree of pydantic models for every chunk, and much of its CPU per
+request in the SDK's walk over every message to transform it; AutoGen's client then wraps each
+chunk's read in a task linked to the cancellation token. For a plain OpenAI-compatible shared
+client this module makes the same call with less:
+
+- the request is what the SDK would send: AutoGen's own `_process_create_args` builds the
+  messages, tools and arguments, and the SDK client supplies the URL and headers;
+- it goes through the shared client's HTTP pool (so runs can still close it: `http.py`);
+- a small SSE reader and `json.loads` read the reply, which is assembled into a `CreateResult`
+  the way AutoGen's `create_stream` does it (`chunks.py`);
+- failures are raised as the SDK's exception types, so retries and error classification
+  treat both paths alike;
+- the run's cancellation token cancels the call through one callback per call, not one task
+  per chunk.
+
+It is used only where it is exact: a plain `OpenAIChatCompletionClient` (not Azure) with a
+static API key and no default query, for calls without a structured-output class and without
+per-call `extra_body` or `timeout`. Anything else goes
+through the SDK (`DirectChat.prepare` returns None). AutoGen's private `_process_create_args`
+and `_client` are used on purpose: the versions are locked, and tests/test_direct_calls.py
+compares both paths request for request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx2
+import openai
+from autogen_core import EVENT_LOGGER_NAME, CancellationToken
+from autogen_core.logging import LLMStreamEndEvent, LLMStreamStartEvent
+from autogen_core.models import CreateResult, LLMMessage
+from autogen_core.tools import Tool, ToolSchema
+from autogen_ext.models.openai import OpenAIChatCompletionClient
+from pydantic import BaseModel
+
+from .chunks import Reply, SSEReader
+
+_events = logging.getLogger(EVENT_LOGGER_NAME)
+
+_SDK_ONLY_ARGUMENTS = frozenset({"extra_body", "timeout"})  # AutoGen lets no other extra_* in
+
+_direct: weakref.WeakKeyDictionary[object, DirectChat | None] = weakref.WeakKeyDictionary()
+
+
+def direct_chat(client: object) -> DirectChat | None:
+    """The direct path for a shared client, or None when only the SDK can make its calls."""
+    try:
+        return _direct[client]
+    except KeyError:
+        direct = _direct[client] = DirectChat.of(client)
+        return direct
+    except TypeError:  # not weak-referenceable: nothing to cache, and nothing we can serve
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectChat:
+    client: OpenAIChatCompletionClient
+    sdk: openai.AsyncOpenAI
+    http: httpx2.AsyncClient
+    url: str
+    headers: Mapping[str, str]
+    timeout: float | httpx2.Timeout | None
+
+    @classmethod
+    def of(cls, client: object) -> DirectChat | None:
+        if type(client) is not OpenAIChatCompletionClient:
+            return None
+        sdk = client._client  # noqa: SLF001 - see the module's docstring
+        if type(sdk) is not openai.AsyncOpenAI or not isinstance(sdk.api_key, str):
+            return None
+        if sdk.default_query or sdk.workload_identity is not None:
+            return None
+        http = sdk._client  # noqa: SLF001 - the shared pool the SDK itself sends through
+        if not isinstance(http, httpx2.AsyncClient):
+            return None
+        headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}
+        headers.update(sdk.auth_headers)
+        timeout = sdk.timeout if isinstance(sdk.timeout, float | int | httpx2.Timeout) else None
+        url = str(sdk.base_url) + "chat/completions"  # the SDK ends base_url with "/"
+        return cls(client, sdk, http, url, headers, timeout)
+
+    def prepare(
+        self,
+        messages: Sequence[LLMMessage],
+        tools: Sequence[Tool | ToolSchema],
+        tool_choice: Tool | Literal["auto", "required", "none"],
+        json_output: bool | type[BaseModel] | None,
+        extra_create_args: Mapping[str, Any],
+    ) -> DirectCall | None:
+        """The call the SDK would make, ready to send; None when it must go through the SDK."""
+        params = self.client._process_create_args(  # noqa: SLF001
+            messages, tools, tool_choice, json_output, extra_create_args
+        )
+        if params.response_format is not None or not _SDK_ONLY_ARGUMENTS.isdisjoint(
+            params.create_args
+        ):
+            return None
+        body: dict[str, Any] = {"messages": params.messages, "stream": True}
+        body.update(params.create_args)
+        if params.tools:
+            body["tools"] = params.tools
+        try:
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError):  # something only the SDK knows how to send
+            return None
+        model = str(params.create_args.get("model", "unknown"))
+        return DirectCall(self, payload, params.messages, model)
+
+
+@dataclass(slots=True)
+class DirectCall:
+    """One prepared model call; `stream()` sends it and yields text, then the CreateResult."""
+
+    chat: DirectChat
+    payload: bytes
+    messages: list[Any]
+    model: str
+
+    async def stream(
+        self, cancellation_token: CancellationToken
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        task = asyncio.current_task()
+        state = _CallState()
+
+        def cancel() -> None:  # the token's callbacks outlive the call: act only during it
+            if state.live and task is not None:
+                state.cancelled = True
+                task.cancel()
+
+        cancellation_token.add_callback(cancel)
+        response: httpx2.Response | None = None
+        try:
+            response = await self._send()
+            if _events.isEnabledFor(logging.INFO):
+                _events.info(LLMStreamStartEvent(messages=self.messages))
+            reply = Reply(self.model, self.chat.client.model_info["family"])
+            done = False
+            async for data in _events_of(response):
+                # After [DONE] the rest is read, not used: the HTTP/1.1 connection goes back
+                # to the pool only once its response has been read to the end.
+                if done or (done := data.startswith(b"[DONE]")):
+                    continue
+                chunk = json.loads(data)
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise _stream_error(chunk["error"], response.request)
+                for text in reply.add(chunk):
+                    yield text
+            result = reply.result()
+            if _events.isEnabledFor(logging.INFO):
+                _events.info(
+                    LLMStreamEndEvent(
+                        response=result.model_dump(),
+                        prompt_tokens=result.usage.prompt_tokens,
+                        completion_tokens=result.usage.completion_tokens,
+                    )
+                )
+            state.live = False
+            yield result
+        except asyncio.CancelledError:
+            if state.cancelled and task is not None:
+                task.uncancel()  # as if a future linked to the token had been cancelled
+            raise
+        finally:
+            state.live = False
+            if response is not None:
+                await response.aclose()
+
+    async def _send(self) -> httpx2.Response:
+        chat = self.chat
+        request = chat.http.build_request(
+            "POST", chat.url, content=self.payload, headers=chat.headers, timeout=chat.timeout
+        )
+        try:
+            response = await chat.http.send(request, stream=True)
+        except httpx2.TimeoutException as error:
+            raise openai.APITimeoutError(request=request) from error
+        except httpx2.TransportError as error:
+            raise openai.APIConnectionError(request=request) from error
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise _status_error(chat.sdk, response)
+        return response
+
+
+@dataclass(slots=True)
+class _CallState:
+    live: bool = True
+    cancelled: bool = False
+
+
+def _status_error(sdk: openai.AsyncOpenAI, response: httpx2.Response) -> openai.APIStatusError:
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = response.text or None
+    message = f"Error code: {response.status_code} - {body}"
+    return sdk._make_status_error(message, body=body, response=response)  # noqa: SLF001
+
+
+def _stream_error(error: object, request: httpx2.Request) -> openai.APIError:
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    return openai.APIError(message, request, body=error)
+
+
+async def _events_of(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The data of each SSE event: lines end in LF, CRLF or CR; comments and ids skipped."""
+    reader = SSEReader()
+    try:
+        async for piece in response.aiter_bytes():
+            for data in reader.feed(piece):
+                yield data
+    except httpx2.TimeoutException as error:
+        raise openai.APITimeoutError(request=response.request) from error
+    except httpx2.TransportError as error:
+        raise openai.APIConnectionError(request=response.request) from error
