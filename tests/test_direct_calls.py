@@ -22,11 +22,15 @@ from autogen_core.tools import FunctionTool
 from autogen_ext.models.openai import AzureOpenAIChatCompletionClient, OpenAIChatCompletionClient
 from pydantic import BaseModel
 
+from fastapi_autogen_team.teams.clients import build_default_client
 from fastapi_autogen_team.teams.direct import direct_chat
 from fastapi_autogen_team.teams.http import tracked_http_client
 from fastapi_autogen_team.teams.offline import OfflineChatCompletionClient
+from fastapi_autogen_team.teams.pool import ClientPool
+from support.service import behind, quiet_settings
 from support.upstream import (
     Drop,
+    Hang,
     HttpError,
     Malformed,
     RawStream,
@@ -79,7 +83,7 @@ def client_for(upstream: ScriptedUpstream, **config: Any) -> OpenAIChatCompletio
         max_retries=0,
         stream_options={"include_usage": True},
         http_client=tracked_http_client(),
-        **config,
+        **{"timeout": 30.0, **config},  # the service always sets one (LLM_TIMEOUT)
     )
 
 
@@ -281,6 +285,21 @@ async def test_refused_connection_is_a_connection_error() -> None:
         await client.close()
 
 
+async def test_the_clients_timeout_bounds_each_read(upstream: ScriptedUpstream) -> None:
+    upstream.script(Hang(), Hang())
+    client = client_for(upstream, timeout=0.3)
+    try:
+        with anyio.fail_after(5):
+            with pytest.raises(openai.APITimeoutError):
+                await via_sdk(client)
+            with pytest.raises(openai.APITimeoutError):
+                await via_direct(client)
+    finally:
+        await client.close()
+    assert "timeout" not in upstream.requests[1].body
+    assert upstream.requests[1].body == upstream.requests[0].body
+
+
 async def test_cancelling_the_token_stops_the_call_and_closes_the_stream(
     upstream: ScriptedUpstream,
 ) -> None:
@@ -352,8 +371,7 @@ async def test_calls_only_the_sdk_can_make_are_left_to_it(upstream: ScriptedUpst
     assert direct is not None
     try:
         assert direct.prepare(MESSAGES, [], "auto", Verdict, {}) is None
-        for extra in ({"extra_body": {"x": 1}}, {"timeout": 3}):
-            assert direct.prepare(MESSAGES, [], "auto", None, extra) is None, extra
+        assert direct.prepare(MESSAGES, [], "auto", None, {"extra_body": {"x": 1}}) is None
         assert direct.prepare(MESSAGES, [], "auto", None, {"temperature": 0.1}) is not None
     finally:
         await client.close()
@@ -368,3 +386,32 @@ async def test_calls_only_the_sdk_can_make_are_left_to_it(upstream: ScriptedUpst
     assert direct_chat(azure) is None
     assert direct_chat(OfflineChatCompletionClient()) is None
     await azure.close()
+
+
+async def test_the_clients_the_service_builds_take_the_direct_path(
+    upstream: ScriptedUpstream,
+) -> None:
+    """Both the built-in team's client and a team file's client, with the service's options
+    (LLM_TIMEOUT, usage on streams, no SDK retries), are served by the direct path."""
+    settings = quiet_settings(**behind(upstream.base_url))
+    builtin = build_default_client(settings)
+    pool = ClientPool(settings, builtin)
+    component = {
+        "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
+        "config": {"model": "scripted", "base_url": upstream.base_url, "model_info": MODEL_INFO},
+    }
+    from_file = pool.get(pool.key_for(component, OpenAIChatCompletionClient))
+    sampling = {"temperature": 0.5, "max_tokens": 20}
+    try:
+        for client in (builtin, from_file):
+            direct = direct_chat(client)
+            assert direct is not None
+            call = direct.prepare(MESSAGES, [], "auto", None, sampling)
+            assert call is not None
+            assert call.timeout == settings.LLM_TIMEOUT
+            items = [item async for item in call.stream(CancellationToken())]
+            assert isinstance(items[-1], CreateResult) and items[-1].usage.completion_tokens > 0
+    finally:
+        for client in pool.clients():
+            await client.close()
+    assert [request.body["temperature"] for request in upstream.requests] == [0.5, 0.5]

@@ -17,8 +17,8 @@ client this module makes the same call with less:
   per chunk.
 
 It is used only where it is exact: a plain `OpenAIChatCompletionClient` (not Azure) with a
-static API key and no default query, for calls without a structured-output class and without
-per-call `extra_body` or `timeout`. Anything else goes
+static API key and no default query, for calls without a structured-output class or
+`extra_body`. Anything else goes
 through the SDK (`DirectChat.prepare` returns None). AutoGen's private `_process_create_args`
 and `_client` are used on purpose: the versions are locked, and tests/test_direct_calls.py
 compares both paths request for request.
@@ -47,7 +47,6 @@ from .chunks import Reply, SSEReader
 
 _events = logging.getLogger(EVENT_LOGGER_NAME)
 
-_SDK_ONLY_ARGUMENTS = frozenset({"extra_body", "timeout"})  # AutoGen lets no other extra_* in
 
 _direct: weakref.WeakKeyDictionary[object, DirectChat | None] = weakref.WeakKeyDictionary()
 
@@ -102,20 +101,24 @@ class DirectChat:
         params = self.client._process_create_args(  # noqa: SLF001
             messages, tools, tool_choice, json_output, extra_create_args
         )
-        if params.response_format is not None or not _SDK_ONLY_ARGUMENTS.isdisjoint(
-            params.create_args
-        ):
+        create_args = dict(params.create_args)
+        # The client's `timeout` option lands among the call's arguments, as the SDK's
+        # per-request timeout: it is the request's, not the body's.
+        timeout = create_args.pop("timeout", self.timeout)
+        if params.response_format is not None or "extra_body" in create_args:
+            return None
+        if timeout is not None and not isinstance(timeout, float | int | httpx2.Timeout):
             return None
         body: dict[str, Any] = {"messages": params.messages, "stream": True}
-        body.update(params.create_args)
+        body.update(create_args)
         if params.tools:
             body["tools"] = params.tools
         try:
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         except (TypeError, ValueError):  # something only the SDK knows how to send
             return None
-        model = str(params.create_args.get("model", "unknown"))
-        return DirectCall(self, payload, params.messages, model)
+        model = str(create_args.get("model", "unknown"))
+        return DirectCall(self, payload, params.messages, model, timeout)
 
 
 @dataclass(slots=True)
@@ -126,6 +129,7 @@ class DirectCall:
     payload: bytes
     messages: list[Any]
     model: str
+    timeout: float | httpx2.Timeout | None
 
     async def stream(
         self, cancellation_token: CancellationToken
@@ -179,7 +183,7 @@ class DirectCall:
     async def _send(self) -> httpx2.Response:
         chat = self.chat
         request = chat.http.build_request(
-            "POST", chat.url, content=self.payload, headers=chat.headers, timeout=chat.timeout
+            "POST", chat.url, content=self.payload, headers=chat.headers, timeout=self.timeout
         )
         try:
             response = await chat.http.send(request, stream=True)
