@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,8 @@ class ServiceOptions:
     """Where OTLP goes when telemetry is on: the sink's port, or one where nothing listens."""
     teams_dir: str = ""
     command: tuple[str, ...] = (str(SERVICE_SCRIPT),)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """For a launcher (gc_launcher.py); never a setting that points the service elsewhere."""
 
 
 def service_environment(upstream: Upstream, port: int, options: ServiceOptions) -> dict[str, str]:
@@ -151,7 +153,7 @@ def service_environment(upstream: Upstream, port: int, options: ServiceOptions) 
     }
     if options.teams_dir:
         env["TEAMS_DIR"] = options.teams_dir
-    return env
+    return env | options.extra_env
 
 
 class Service:

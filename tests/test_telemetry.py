@@ -244,18 +244,18 @@ async def test_empty_log_file_setting_writes_no_file(start: StartTelemetry) -> N
     assert our_handlers() == [f"{OUR_HANDLERS}{name}" for name in ("console", "otlp")]
 
 
-async def test_chatty_autogen_loggers_stay_at_warning_unless_log_level_is_debug(
+async def test_chatty_library_loggers_stay_at_warning_unless_log_level_is_debug(
     start: StartTelemetry,
 ) -> None:
-    chatty = ["autogen_core", "autogen_core.events", "autogen_agentchat"]
+    chatty = ["autogen_core", "autogen_core.events", "autogen_agentchat", "httpx2"]
 
     telemetry = start(LOG_LEVEL="INFO")
-    assert [logging.getLogger(name).level for name in chatty] == [logging.WARNING] * 3
+    assert [logging.getLogger(name).level for name in chatty] == [logging.WARNING] * 4
     await telemetry.shutdown()
-    assert [logging.getLogger(name).level for name in chatty] == [logging.NOTSET] * 3
+    assert [logging.getLogger(name).level for name in chatty] == [logging.NOTSET] * 4
 
     start(LOG_LEVEL="DEBUG")
-    assert [logging.getLogger(name).getEffectiveLevel() for name in chatty] == [logging.DEBUG] * 3
+    assert [logging.getLogger(name).getEffectiveLevel() for name in chatty] == [logging.DEBUG] * 4
 
 
 @pytest.mark.parametrize(("runtime_tracing", "switch"), [(False, "true"), (True, "false")])

@@ -1,0 +1,79 @@
+"""How often the garbage collector stops the service, and for how long, under held streams.
+
+    uv run python bench/gc_probe.py --streams 50 --seconds 30
+
+Starts the same upstream and service as run.py (the service through gc_launcher.py, which
+records every collection), holds `--streams` streams in a closed loop for `--seconds`, and
+prints, per generation, the collections, their pauses (p50, p99, max, total) and the
+unreachable objects they found per request: cyclic garbage, which only the collector frees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from processes import BENCH, PYTHON, Service, Upstream, finish_load, start_load
+from scenarios import Bench, Config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--tokens", type=int, default=20, help="tokens per model call")
+    parser.add_argument("--telemetry", choices=("on", "off"), default="on")
+    args = parser.parse_args()
+
+    config = Config()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = BENCH / "results" / f"gc-{stamp}"
+    record = workdir / "collections.json"
+    upstream = Upstream(config.interval, args.tokens)
+    try:
+        bench = Bench(config, upstream, workdir)
+        options = bench.options(args.telemetry == "on")
+        options.command = (PYTHON, str(BENCH / "gc_launcher.py"))
+        options.extra_env = {"BENCH_GC_OUT": str(record)}
+        service = Service(upstream, options, workdir)
+        try:
+            ramp = bench.stream_seconds(args.tokens)
+            time.sleep(1.0)  # the record of start-up's collections is written
+            before = len(json.loads(record.read_text()))
+            load = start_load(
+                service.port,
+                bench.body(args.tokens),
+                concurrency=args.streams,
+                requests=1_000_000,
+                ramp=ramp,
+                duration=ramp + args.seconds,
+            )
+            result = finish_load(load)
+            time.sleep(1.0)
+            collections = json.loads(record.read_text())[before:]
+        finally:
+            service.close()
+    finally:
+        upstream.close()
+    requests = len(result["rows"])
+    errors = sum(1 for row in result["rows"] if row[4])
+    print(f"{args.streams} streams, {requests} requests ({errors} errors) in {result['wall']:.1f} s")
+    for generation in (0, 1, 2):
+        pauses = sorted(s for g, s, _ in collections if g == generation)
+        found = sum(n for g, _, n in collections if g == generation)
+        if not pauses:
+            print(f"gen {generation}: no collections")
+            continue
+        p99 = pauses[min(len(pauses) - 1, int(0.99 * len(pauses)))]
+        print(
+            f"gen {generation}: {len(pauses)} collections, pause p50 "
+            f"{statistics.median(pauses) * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, max "
+            f"{pauses[-1] * 1e3:.2f} ms, total {sum(pauses):.3f} s; "
+            f"{found / max(requests, 1):.0f} unreachable objects per request"
+        )
+
+
+if __name__ == "__main__":
+    main()
