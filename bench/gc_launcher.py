@@ -24,7 +24,8 @@ def _record(phase: str, info: dict[str, int]) -> None:
     if phase == "start":
         _started[0] = time.perf_counter()
     else:
-        collections.append((info["generation"], time.perf_counter() - _started[0], info["collected"]))
+        seconds = time.perf_counter() - _started[0]
+        collections.append((info["generation"], seconds, info["collected"]))
 
 
 def _write(path: Path) -> None:
@@ -33,6 +34,8 @@ def _write(path: Path) -> None:
         path.write_text(json.dumps(collections[:]))
 
 
+if thresholds := os.environ.get("BENCH_GC_THRESHOLDS"):  # to try other settings: "700,10,10"
+    gc.set_threshold(*(int(value) for value in thresholds.split(",")))
 gc.callbacks.append(_record)
 threading.Thread(target=_write, args=(Path(os.environ["BENCH_GC_OUT"]),), daemon=True).start()
 run()

@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--tokens", type=int, default=20, help="tokens per model call")
     parser.add_argument("--telemetry", choices=("on", "off"), default="on")
+    parser.add_argument("--thresholds", help="gc.set_threshold for the run, e.g. 700,10,10")
     args = parser.parse_args()
 
     config = Config()
@@ -37,6 +38,8 @@ def main() -> None:
         options = bench.options(args.telemetry == "on")
         options.command = (PYTHON, str(BENCH / "gc_launcher.py"))
         options.extra_env = {"BENCH_GC_OUT": str(record)}
+        if args.thresholds:
+            options.extra_env["BENCH_GC_THRESHOLDS"] = args.thresholds
         service = Service(upstream, options, workdir)
         try:
             ramp = bench.stream_seconds(args.tokens)
@@ -59,7 +62,8 @@ def main() -> None:
         upstream.close()
     requests = len(result["rows"])
     errors = sum(1 for row in result["rows"] if row[4])
-    print(f"{args.streams} streams, {requests} requests ({errors} errors) in {result['wall']:.1f} s")
+    wall = result["wall"]
+    print(f"{args.streams} streams, {requests} requests ({errors} errors) in {wall:.1f} s")
     for generation in (0, 1, 2):
         pauses = sorted(s for g, s, _ in collections if g == generation)
         found = sum(n for g, _, n in collections if g == generation)
