@@ -53,6 +53,10 @@ def main() -> None:
                 ramp=ramp,
                 duration=ramp + args.seconds,
             )
+            rss = [service.rss()]
+            while load.poll() is None:
+                time.sleep(0.2)
+                rss.append(service.rss())
             result = finish_load(load)
             time.sleep(1.0)
             collections = json.loads(record.read_text())[before:]
@@ -64,6 +68,7 @@ def main() -> None:
     errors = sum(1 for row in result["rows"] if row[4])
     wall = result["wall"]
     print(f"{args.streams} streams, {requests} requests ({errors} errors) in {wall:.1f} s")
+    print(f"RSS {rss[0] / 1024:.0f} MiB at the start, {max(rss) / 1024:.0f} MiB at the peak")
     for generation in (0, 1, 2):
         pauses = sorted(s for g, s, _ in collections if g == generation)
         found = sum(n for g, _, n in collections if g == generation)

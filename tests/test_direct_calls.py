@@ -22,6 +22,7 @@ from autogen_core.tools import FunctionTool
 from autogen_ext.models.openai import AzureOpenAIChatCompletionClient, OpenAIChatCompletionClient
 from pydantic import BaseModel
 
+from fastapi_autogen_team.teams.chunks import SSEReader
 from fastapi_autogen_team.teams.clients import build_default_client
 from fastapi_autogen_team.teams.direct import direct_chat
 from fastapi_autogen_team.teams.http import tracked_http_client
@@ -415,3 +416,115 @@ async def test_the_clients_the_service_builds_take_the_direct_path(
         for client in pool.clients():
             await client.close()
     assert [request.body["temperature"] for request in upstream.requests] == [0.5, 0.5]
+
+
+TEXT = sse(chunk({"role": "assistant", "content": "Whole"}), chunk({"content": " reply"}))
+ENDING = [*sse(chunk({}, "stop"), USAGE), b"data: [DONE]\n\n"]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        RawStream([*TEXT, *ENDING], then="hang"),  # the body never ends
+        RawStream([*TEXT, *ENDING, b": ping\n\n", b": ping\n\n"], then="hang"),
+        RawStream([*TEXT, *ENDING], then="reset"),
+    ],
+    ids=["silent", "pinging", "dropped"],
+)
+async def test_a_finished_reply_survives_whatever_follows_done(
+    upstream: ScriptedUpstream, after: RawStream
+) -> None:
+    upstream.script(after)
+    client = client_for(upstream)
+    try:
+        with anyio.fail_after(5):  # the client's read timeout is 30 s
+            *texts, result = await via_direct(client)
+    finally:
+        await client.close()
+    assert texts == ["Whole", " reply"]
+    assert isinstance(result, CreateResult) and result.content == "Whole reply"
+    assert result.usage.completion_tokens == 7
+
+
+def test_sse_reader_ends_lines_at_cr_without_waiting_and_splits_long_events_linearly() -> None:
+    reader = SSEReader()
+    assert reader.feed(b"data: one\r\r") == [b"one"]  # not held back for a possible LF
+    assert reader.feed(b"data: two\r") == []
+    assert reader.feed(b"\n\r\n") == [b"two"]  # that LF paired with the CR before it
+    big = b"x" * 2_000_000
+    body = b"data: " + big + b"\ndata: more\n\n"
+    events = [
+        e for start in range(0, len(body), 4096) for e in reader.feed(body[start : start + 4096])
+    ]
+    assert events == [big + b"\nmore"]
+
+
+async def test_a_tool_call_without_an_index_is_read_as_autogen_reads_it(
+    upstream: ScriptedUpstream,
+) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "word_count", "arguments": "{}"},
+    }
+    step = RawStream(
+        [*sse(chunk({"tool_calls": [call]}), chunk({}, "tool_calls")), b"data: [DONE]\n\n"]
+    )
+    upstream.script(step, step)
+    client = client_for(upstream)
+    try:
+        expected = await via_sdk(client)
+        got = await via_direct(client)
+    finally:
+        await client.close()
+    assert comparable(got) == comparable(expected)
+    assert isinstance(got[-1], CreateResult) and got[-1].content[0].name == "word_count"  # type: ignore[union-attr]
+
+
+async def test_only_a_2xx_is_an_answer(upstream: ScriptedUpstream) -> None:
+    upstream.script(HttpError(300, "Pick one."))
+    client = client_for(upstream)
+    try:
+        with pytest.raises(openai.APIStatusError) as failure:
+            await via_direct(client)
+    finally:
+        await client.close()
+    assert failure.value.status_code == 300
+
+
+async def test_an_error_message_leaves_the_upstreams_body_out(upstream: ScriptedUpstream) -> None:
+    """AutoGen logs a failed call's message at ERROR; an upstream's error may quote the prompt."""
+    upstream.script(HttpError(400, "Bad content: What is a haiku?"))
+    client = client_for(upstream)
+    try:
+        with pytest.raises(openai.BadRequestError) as failure:
+            await via_direct(client)
+    finally:
+        await client.close()
+    assert "haiku" not in str(failure.value)
+    assert "haiku" in json.dumps(failure.value.body)
+
+
+async def test_a_body_that_cannot_be_decoded_is_a_connection_error(
+    upstream: ScriptedUpstream,
+) -> None:
+    upstream.script(RawStream([b"not gzip at all"], headers={"content-encoding": "gzip"}))
+    client = client_for(upstream)
+    try:
+        with pytest.raises(openai.APIConnectionError):
+            await via_direct(client)
+    finally:
+        await client.close()
+
+
+async def test_a_thought_keeps_its_letters(upstream: ScriptedUpstream) -> None:
+    """AutoGen's lstrip("<think>") would turn the thought "hint think" into " "."""
+    reasoning = [chunk({"reasoning_content": "hint"}), chunk({"reasoning_content": " think"})]
+    upstream.script(RawStream([*sse(*reasoning, chunk({"content": "Answer"})), *ENDING]))
+    client = client_for(upstream)
+    try:
+        *_, result = await via_direct(client)
+    finally:
+        await client.close()
+    assert isinstance(result, CreateResult)
+    assert (result.thought, result.content) == ("hint think", "Answer")

@@ -121,9 +121,14 @@ class Malformed:
 @dataclass(frozen=True)
 class RawStream:
     """A 200 event stream whose body is exactly `pieces`, each sent as one HTTP chunk, for
-    byte-level SSE cases (line ends, comments, events split across reads). Streaming only."""
+    byte-level SSE cases (line ends, comments, events split across reads). Streaming only.
+
+    `then` is what follows the pieces: the body's proper end, nothing at all (the response
+    stays open until the client leaves), or a reset connection. `headers` are added."""
 
     pieces: Sequence[bytes]
+    then: Literal["end", "hang", "reset"] = "end"
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Step = Reply | ToolCalls | HttpError | Hang | Drop | Malformed | RawStream
@@ -329,8 +334,13 @@ class ScriptedUpstream:
             return "gone"
 
         if isinstance(step, RawStream):
-            pieces = [(0.0, _chunk(piece)) for piece in step.pieces]
-            return await self._stream(conn, _Plan([*pieces, (0.0, b"0\r\n\r\n")]))
+            events = [(0.0, _chunk(piece)) for piece in step.pieces]
+            if step.then == "end":
+                events.append((0.0, b"0\r\n\r\n"))
+            elif step.then == "hang":
+                events.append((math.inf, b""))
+            plan = _Plan(events, reset=step.then == "reset")
+            return await self._stream(conn, plan, step.headers)
 
         model = str(body.get("model") or self._models[0])
         completion = _Completion(f"chatcmpl-scripted-{number}", model)
@@ -338,10 +348,12 @@ class ScriptedUpstream:
             return await self._stream(conn, _stream_plan(step, completion, body, number))
         return await _answer_whole(conn, step, completion, body, number)
 
-    async def _stream(self, conn: "_Connection", plan: "_Plan") -> _Outcome:
+    async def _stream(
+        self, conn: "_Connection", plan: "_Plan", headers: Mapping[str, str] | None = None
+    ) -> _Outcome:
         self.active += 1
         try:
-            if not await conn.start_stream():
+            if not await conn.start_stream(headers):
                 return "gone"
             for delay, data in plan.events:
                 if not (await conn.pause(delay) and await conn.send(data)):
@@ -413,13 +425,13 @@ class _Connection:
         fields = {"content-type": "application/json", "content-length": str(len(body))}
         return await self.send(_head(status, {**fields, **(headers or {})}) + body)
 
-    async def start_stream(self) -> bool:
+    async def start_stream(self, headers: Mapping[str, str] | None = None) -> bool:
         fields = {
             "content-type": "text/event-stream",
             "cache-control": "no-cache",
             "transfer-encoding": "chunked",
         }
-        return await self.send(_head(200, fields))
+        return await self.send(_head(200, {**fields, **(headers or {})}))
 
     async def send(self, data: bytes) -> bool:
         """Write `data`; False when the client has already gone."""

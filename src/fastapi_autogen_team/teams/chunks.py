@@ -6,6 +6,10 @@ AutoGen's `OpenAIChatCompletionClient.create_stream` does, so the direct path (`
 hands AutoGen the same text pieces and the same `CreateResult`: reasoning wrapped in
 `<think>`, text, tool calls assembled by index, usage from the last chunk, the first finish
 reason, log-probabilities of chunks without text (as AutoGen does), R1-style thoughts.
+
+One deliberate difference: AutoGen takes the `<think>` tags off the thought with
+`lstrip("<think>")`/`rstrip("</think>")`, which strip any of those characters, so a thought
+"hint think" becomes " "; here only the tags themselves are removed.
 """
 
 from __future__ import annotations
@@ -37,13 +41,29 @@ _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 @dataclass(slots=True)
 class SSEReader:
-    _pending: bytes = b""
+    """Splits an SSE body into the data of its events, read by read, in linear time."""
+
+    _partial: list[bytes] = field(default_factory=list)
+    """The start of a line that has not ended yet, as it arrived."""
+    _after_cr: bool = False
+    """The last read ended in CR: an LF opening the next one belongs to it."""
     _data: list[bytes] = field(default_factory=list)
 
     def feed(self, piece: bytes) -> list[bytes]:
-        lines = (self._pending + piece).splitlines(keepends=True)
-        # The last line is kept back if it is unfinished, or ends in CR (an LF may follow).
-        self._pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        """Takes one read; returns the data of every event it completed."""
+        if self._after_cr and piece.startswith(b"\n"):
+            piece = piece[1:]
+        if b"\n" not in piece and b"\r" not in piece:
+            if piece:
+                self._partial.append(piece)
+            return []
+        self._after_cr = piece.endswith(b"\r")
+        lines = piece.splitlines(keepends=True)
+        if self._partial:
+            lines[0] = b"".join(self._partial) + lines[0]
+            self._partial.clear()
+        if not lines[-1].endswith((b"\n", b"\r")):
+            self._partial.append(lines.pop())
         events: list[bytes] = []
         for line in lines:
             line = line.rstrip(b"\r\n")
@@ -68,7 +88,7 @@ class Reply:
         self._content: list[str] = []
         self._thought: list[str] = []
         self._thinking = False
-        self._calls: dict[int, FunctionCall] = {}
+        self._calls: dict[int | None, FunctionCall] = {}
         self._logprobs: list[ChatCompletionTokenLogprob] | None = None
         self._last_usage: Mapping[str, Any] | None = None
 
@@ -100,9 +120,9 @@ class Reply:
             out.append(text)
             return out
         for piece in delta.get("tool_calls") or ():
-            call = self._calls.setdefault(
-                piece["index"], FunctionCall(id="", arguments="", name="")
-            )
+            # AutoGen keys a call without an index by None, so one such call still works.
+            index = piece.get("index")
+            call = self._calls.setdefault(index, FunctionCall(id="", arguments="", name=""))
             if piece.get("id") is not None:
                 call.id += piece["id"]
             if (function := piece.get("function")) is not None:

@@ -27,6 +27,7 @@ compares both paths request for request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import weakref
@@ -46,6 +47,7 @@ from pydantic import BaseModel
 from .chunks import Reply, SSEReader
 
 _events = logging.getLogger(EVENT_LOGGER_NAME)
+_DRAIN_SECONDS = 0.1
 
 
 _direct: weakref.WeakKeyDictionary[object, DirectChat | None] = weakref.WeakKeyDictionary()
@@ -149,17 +151,23 @@ class DirectCall:
             if _events.isEnabledFor(logging.INFO):
                 _events.info(LLMStreamStartEvent(messages=self.messages))
             reply = Reply(self.model, self.chat.client.model_info["family"])
+            reader = SSEReader()
+            pieces = response.aiter_bytes()
             done = False
-            async for data in _events_of(response):
-                # After [DONE] the rest is read, not used: the HTTP/1.1 connection goes back
-                # to the pool only once its response has been read to the end.
-                if done or (done := data.startswith(b"[DONE]")):
-                    continue
-                chunk = json.loads(data)
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    raise _stream_error(chunk["error"], response.request)
-                for text in reply.add(chunk):
-                    yield text
+            async with _as_sdk_errors(response.request):
+                async for piece in pieces:
+                    for data in reader.feed(piece):
+                        if done := data.startswith(b"[DONE]"):
+                            break
+                        chunk = json.loads(data)
+                        if isinstance(chunk, dict) and chunk.get("error"):
+                            raise _stream_error(chunk["error"], response.request)
+                        for text in reply.add(chunk):
+                            yield text
+                    if done:
+                        break
+            if done:
+                await _drain(pieces)
             result = reply.result()
             if _events.isEnabledFor(logging.INFO):
                 _events.info(
@@ -185,13 +193,9 @@ class DirectCall:
         request = chat.http.build_request(
             "POST", chat.url, content=self.payload, headers=chat.headers, timeout=self.timeout
         )
-        try:
+        async with _as_sdk_errors(request):
             response = await chat.http.send(request, stream=True)
-        except httpx2.TimeoutException as error:
-            raise openai.APITimeoutError(request=request) from error
-        except httpx2.TransportError as error:
-            raise openai.APIConnectionError(request=request) from error
-        if response.status_code >= 400:
+        if not response.is_success:  # the SDK, too, takes only a 2xx for an answer
             try:
                 await response.aread()
             finally:
@@ -211,7 +215,9 @@ def _status_error(sdk: openai.AsyncOpenAI, response: httpx2.Response) -> openai.
         body: object = response.json()
     except ValueError:
         body = response.text or None
-    message = f"Error code: {response.status_code} - {body}"
+    # Unlike the SDK's, the message leaves the body out: AutoGen logs failed calls at ERROR,
+    # and an upstream's error may quote the prompt. The body stays on the exception.
+    message = f"Error code: {response.status_code}"
     return sdk._make_status_error(message, body=body, response=response)  # noqa: SLF001
 
 
@@ -222,14 +228,21 @@ def _stream_error(error: object, request: httpx2.Request) -> openai.APIError:
     return openai.APIError(message, request, body=error)
 
 
-async def _events_of(response: httpx2.Response) -> AsyncIterator[bytes]:
-    """The data of each SSE event: lines end in LF, CRLF or CR; comments and ids skipped."""
-    reader = SSEReader()
+@contextlib.asynccontextmanager
+async def _as_sdk_errors(request: httpx2.Request) -> AsyncIterator[None]:
+    """httpx2's failures as the SDK raises them: a timeout, or a failed connection."""
     try:
-        async for piece in response.aiter_bytes():
-            for data in reader.feed(piece):
-                yield data
+        yield
     except httpx2.TimeoutException as error:
-        raise openai.APITimeoutError(request=response.request) from error
-    except httpx2.TransportError as error:
-        raise openai.APIConnectionError(request=response.request) from error
+        raise openai.APITimeoutError(request=request) from error
+    except httpx2.RequestError as error:  # transport, decoding: what the SDK calls connection
+        raise openai.APIConnectionError(request=request) from error
+
+
+async def _drain(pieces: AsyncIterator[bytes]) -> None:
+    """Reads what follows [DONE] for a moment, so an HTTP/1.1 connection can go back to the
+    pool; an upstream that keeps it open, or drops it, costs nothing of the finished reply."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in pieces:
+                pass
