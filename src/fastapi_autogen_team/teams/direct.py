@@ -18,10 +18,13 @@ client this module makes the same call with less:
 
 It is used only where it is exact: a plain `OpenAIChatCompletionClient` (not Azure) with a
 static API key and no default query, for calls without a structured-output class or
-`extra_body`. Anything else goes
-through the SDK (`DirectChat.prepare` returns None). AutoGen's private `_process_create_args`
-and `_client` are used on purpose: the versions are locked, and tests/test_direct_calls.py
-compares both paths request for request.
+`extra_body`. Anything else goes through the SDK (`DirectChat.prepare` returns None).
+AutoGen's private `_process_create_args` and `_client` are used on purpose: the versions are
+locked, and tests/test_direct_calls.py compares both paths request for request.
+
+Where it knowingly differs from the SDK: a failure's message leaves the upstream's body out
+(it stays on the exception), and what follows [DONE] is read for at most 0.1 s, as the SDK
+does, but the reply is kept whatever happens to the connection then.
 """
 
 from __future__ import annotations
