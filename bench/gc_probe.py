@@ -21,9 +21,11 @@ from scenarios import Bench, Config
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--tokens", type=int, default=20, help="tokens per model call")
+    parser.add_argument("--streams", type=int, default=50, help="streams held (default 50)")
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="load after the ramp (default 30)"
+    )
+    parser.add_argument("--tokens", type=int, default=20, help="per model call (default 20)")
     parser.add_argument("--telemetry", choices=("on", "off"), default="on")
     parser.add_argument("--thresholds", help="gc.set_threshold for the run, e.g. 700,10,10")
     args = parser.parse_args()
@@ -79,7 +81,8 @@ def main() -> None:
         print(
             f"gen {generation}: {len(pauses)} collections, pause p50 "
             f"{statistics.median(pauses) * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, max "
-            f"{pauses[-1] * 1e3:.2f} ms, total {sum(pauses):.3f} s; "
+            f"{pauses[-1] * 1e3:.2f} ms, total {sum(pauses):.3f} s "
+            f"({sum(pauses) / wall:.1%} of the time); "
             f"{found / max(requests, 1):.0f} unreachable objects per request"
         )
 
