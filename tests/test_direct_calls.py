@@ -451,6 +451,9 @@ def test_sse_reader_ends_lines_at_cr_without_waiting_and_splits_long_events_line
     assert reader.feed(b"data: one\r\r") == [b"one"]  # not held back for a possible LF
     assert reader.feed(b"data: two\r") == []
     assert reader.feed(b"\n\r\n") == [b"two"]  # that LF paired with the CR before it
+    assert reader.feed(b"data: three\r") == []
+    assert reader.feed(b"\n") == []  # the CR's own LF, alone in its read
+    assert reader.feed(b"\n") == [b"three"]  # a blank line, not another CR's LF
     big = b"x" * 2_000_000
     body = b"data: " + big + b"\ndata: more\n\n"
     events = [

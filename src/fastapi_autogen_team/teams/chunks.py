@@ -53,6 +53,7 @@ class SSEReader:
         """Takes one read; returns the data of every event it completed."""
         if self._after_cr and piece.startswith(b"\n"):
             piece = piece[1:]
+        self._after_cr = False
         if b"\n" not in piece and b"\r" not in piece:
             if piece:
                 self._partial.append(piece)
@@ -81,8 +82,7 @@ class SSEReader:
 class Reply:
     """One streamed reply being put together, chunk by chunk, as AutoGen's client does it."""
 
-    def __init__(self, model: str, family: str) -> None:
-        self._model = model
+    def __init__(self, family: str) -> None:
         self._family = family
         self._stop_reason: str | None = None
         self._content: list[str] = []

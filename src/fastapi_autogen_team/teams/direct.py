@@ -122,8 +122,7 @@ class DirectChat:
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         except (TypeError, ValueError):  # something only the SDK knows how to send
             return None
-        model = str(create_args.get("model", "unknown"))
-        return DirectCall(self, payload, params.messages, model, timeout)
+        return DirectCall(self, payload, params.messages, timeout)
 
 
 @dataclass(slots=True)
@@ -133,7 +132,6 @@ class DirectCall:
     chat: DirectChat
     payload: bytes
     messages: list[Any]
-    model: str
     timeout: float | httpx2.Timeout | None
 
     async def stream(
@@ -153,7 +151,7 @@ class DirectCall:
             response = await self._send()
             if _events.isEnabledFor(logging.INFO):
                 _events.info(LLMStreamStartEvent(messages=self.messages))
-            reply = Reply(self.model, self.chat.client.model_info["family"])
+            reply = Reply(self.chat.client.model_info["family"])
             reader = SSEReader()
             pieces = response.aiter_bytes()
             done = False
