@@ -10,7 +10,9 @@ the SDK's exception types, cancellation through the run's token, the connection 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -86,6 +88,18 @@ def client_for(upstream: ScriptedUpstream, **config: Any) -> OpenAIChatCompletio
         http_client=tracked_http_client(),
         **{"timeout": 30.0, **config},  # the service always sets one (LLM_TIMEOUT)
     )
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    upstream: ScriptedUpstream, **config: Any
+) -> AsyncIterator[OpenAIChatCompletionClient]:
+    """A client for `upstream`, closed when the block ends."""
+    client = client_for(upstream, **config)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def comparable(items: list[str | CreateResult]) -> list[object]:
@@ -176,12 +190,9 @@ async def test_direct_path_sends_and_reads_what_the_sdk_does(
 ) -> None:
     step, options = CASES[case]
     upstream.script(step, step)
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         expected = await via_sdk(client, **options)
         got = await via_direct(client, **options)
-    finally:
-        await client.close()
 
     assert comparable(got) == comparable(expected)
     assert isinstance(got[-1], CreateResult)
@@ -191,14 +202,11 @@ async def test_direct_path_sends_and_reads_what_the_sdk_does(
         assert direct_request.headers.get(name) == sdk_request.headers.get(name), name
 
 
-async def test_reasoning_and_logprobs_are_read(upstream: ScriptedUpstream) -> None:
+async def test_reasoning_split_events_and_usage_are_read(upstream: ScriptedUpstream) -> None:
     """The byte-level case read right, not merely read alike by both paths."""
     upstream.script(REASONING_THEN_TEXT)
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         *texts, result = await via_direct(client)
-    finally:
-        await client.close()
     assert texts == ["<think>Think", "ing it over", "</think>", "Hi", " there"]
     assert isinstance(result, CreateResult)
     assert (result.content, result.thought) == ("Hi there", "Thinking it over")
@@ -219,14 +227,11 @@ async def test_http_failures_raise_the_sdks_exception_types(
     upstream: ScriptedUpstream, step: HttpError, error_type: type[openai.APIStatusError]
 ) -> None:
     upstream.script(step, step)
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with pytest.raises(error_type) as from_sdk:
             await via_sdk(client)
         with pytest.raises(error_type) as direct:
             await via_direct(client)
-    finally:
-        await client.close()
     assert direct.value.status_code == from_sdk.value.status_code == step.status
     assert direct.value.body == from_sdk.value.body
     assert direct.value.response.headers.get("retry-after") == (
@@ -238,25 +243,19 @@ async def test_error_event_mid_stream_raises_api_error(upstream: ScriptedUpstrea
     error = {"error": {"message": "The model is overloaded.", "type": "server_error"}}
     step = RawStream([*sse(chunk({"content": "Par"}), error), b"data: [DONE]\n\n"])
     upstream.script(step, step)
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with pytest.raises(openai.APIError) as from_sdk:
             await via_sdk(client)
         with pytest.raises(openai.APIError) as direct:
             await via_direct(client)
-    finally:
-        await client.close()
     assert direct.value.message == from_sdk.value.message == "The model is overloaded."
 
 
 async def test_unreadable_chunk_raises_a_json_error(upstream: ScriptedUpstream) -> None:
     upstream.script(Malformed(("Partial",)))
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with pytest.raises(json.JSONDecodeError):
             await via_direct(client)
-    finally:
-        await client.close()
 
 
 async def test_dropped_connection_is_a_connection_error(upstream: ScriptedUpstream) -> None:
@@ -288,15 +287,12 @@ async def test_refused_connection_is_a_connection_error() -> None:
 
 async def test_the_clients_timeout_bounds_each_read(upstream: ScriptedUpstream) -> None:
     upstream.script(Hang(), Hang())
-    client = client_for(upstream, timeout=0.3)
-    try:
+    async with opened(upstream, timeout=0.3) as client:
         with anyio.fail_after(5):
             with pytest.raises(openai.APITimeoutError):
                 await via_sdk(client)
             with pytest.raises(openai.APITimeoutError):
                 await via_direct(client)
-    finally:
-        await client.close()
     assert "timeout" not in upstream.requests[1].body
     assert upstream.requests[1].body == upstream.requests[0].body
 
@@ -353,12 +349,9 @@ async def test_a_token_cancelled_after_the_call_leaves_its_task_alone(
 
 async def test_calls_reuse_one_connection(upstream: ScriptedUpstream) -> None:
     """What follows [DONE] is read, so the HTTP/1.1 connection goes back to the pool."""
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         for _ in range(3):
             await via_direct(client)
-    finally:
-        await client.close()
     assert len({request.connection for request in upstream.requests}) == 1
 
 
@@ -435,12 +428,9 @@ async def test_a_finished_reply_survives_whatever_follows_done(
     upstream: ScriptedUpstream, after: RawStream
 ) -> None:
     upstream.script(after)
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with anyio.fail_after(5):  # the client's read timeout is 30 s
             *texts, result = await via_direct(client)
-    finally:
-        await client.close()
     assert texts == ["Whole", " reply"]
     assert isinstance(result, CreateResult) and result.content == "Whole reply"
     assert result.usage.completion_tokens == 7
@@ -474,36 +464,27 @@ async def test_a_tool_call_without_an_index_is_read_as_autogen_reads_it(
         [*sse(chunk({"tool_calls": [call]}), chunk({}, "tool_calls")), b"data: [DONE]\n\n"]
     )
     upstream.script(step, step)
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         expected = await via_sdk(client)
         got = await via_direct(client)
-    finally:
-        await client.close()
     assert comparable(got) == comparable(expected)
     assert isinstance(got[-1], CreateResult) and got[-1].content[0].name == "word_count"  # type: ignore[union-attr]
 
 
 async def test_only_a_2xx_is_an_answer(upstream: ScriptedUpstream) -> None:
     upstream.script(HttpError(300, "Pick one."))
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with pytest.raises(openai.APIStatusError) as failure:
             await via_direct(client)
-    finally:
-        await client.close()
     assert failure.value.status_code == 300
 
 
 async def test_an_error_message_leaves_the_upstreams_body_out(upstream: ScriptedUpstream) -> None:
     """AutoGen logs a failed call's message at ERROR; an upstream's error may quote the prompt."""
     upstream.script(HttpError(400, "Bad content: What is a haiku?"))
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with pytest.raises(openai.BadRequestError) as failure:
             await via_direct(client)
-    finally:
-        await client.close()
     assert "haiku" not in str(failure.value)
     assert "haiku" in json.dumps(failure.value.body)
 
@@ -512,22 +493,16 @@ async def test_a_body_that_cannot_be_decoded_is_a_connection_error(
     upstream: ScriptedUpstream,
 ) -> None:
     upstream.script(RawStream([b"not gzip at all"], headers={"content-encoding": "gzip"}))
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         with pytest.raises(openai.APIConnectionError):
             await via_direct(client)
-    finally:
-        await client.close()
 
 
 async def test_a_thought_keeps_its_letters(upstream: ScriptedUpstream) -> None:
     """AutoGen's lstrip("<think>") would turn the thought "hint think" into " "."""
     reasoning = [chunk({"reasoning_content": "hint"}), chunk({"reasoning_content": " think"})]
     upstream.script(RawStream([*sse(*reasoning, chunk({"content": "Answer"})), *ENDING]))
-    client = client_for(upstream)
-    try:
+    async with opened(upstream) as client:
         *_, result = await via_direct(client)
-    finally:
-        await client.close()
     assert isinstance(result, CreateResult)
     assert (result.thought, result.content) == ("hint think", "Answer")
