@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -506,3 +508,12 @@ async def test_a_thought_keeps_its_letters(upstream: ScriptedUpstream) -> None:
         *_, result = await via_direct(client)
     assert isinstance(result, CreateResult)
     assert (result.thought, result.content) == ("hint think", "Answer")
+
+
+def test_the_cache_keeps_no_client_alive(upstream: ScriptedUpstream) -> None:
+    client = client_for(upstream)
+    assert direct_chat(client) is not None
+    gone = weakref.ref(client)
+    del client
+    gc.collect()
+    assert gone() is None

@@ -69,7 +69,10 @@ def direct_chat(client: object) -> DirectChat | None:
 
 @dataclass(frozen=True, slots=True)
 class DirectChat:
-    client: OpenAIChatCompletionClient
+    # Weak: this object is the cache's value for that client, and a value that held its key
+    # would keep every client ever served (one per lifespan, in tests) alive.
+    client_ref: weakref.ref[OpenAIChatCompletionClient]
+    family: str
     sdk: openai.AsyncOpenAI
     http: httpx2.AsyncClient
     url: str
@@ -92,7 +95,8 @@ class DirectChat:
         headers.update(sdk.auth_headers)
         timeout = sdk.timeout if isinstance(sdk.timeout, float | int | httpx2.Timeout) else None
         url = str(sdk.base_url) + "chat/completions"  # the SDK ends base_url with "/"
-        return cls(client, sdk, http, url, headers, timeout)
+        family = client.model_info["family"]
+        return cls(weakref.ref(client), family, sdk, http, url, headers, timeout)
 
     def prepare(
         self,
@@ -103,7 +107,10 @@ class DirectChat:
         extra_create_args: Mapping[str, Any],
     ) -> DirectCall | None:
         """The call the SDK would make, ready to send; None when it must go through the SDK."""
-        params = self.client._process_create_args(  # noqa: SLF001
+        client = self.client_ref()
+        if client is None:  # closed and gone; the SDK path reports that its own way
+            return None
+        params = client._process_create_args(  # noqa: SLF001
             messages, tools, tool_choice, json_output, extra_create_args
         )
         create_args = dict(params.create_args)
@@ -151,7 +158,7 @@ class DirectCall:
             response = await self._send()
             if _events.isEnabledFor(logging.INFO):
                 _events.info(LLMStreamStartEvent(messages=self.messages))
-            reply = Reply(self.chat.client.model_info["family"])
+            reply = Reply(self.chat.family)
             reader = SSEReader()
             pieces = response.aiter_bytes()
             done = False
