@@ -77,13 +77,13 @@ class DeltaMapper:
             return self._say(event.source, event.content)
         if isinstance(event, AgentToolCalls | ToolCallRequestEvent):
             calls = event.calls if isinstance(event, AgentToolCalls) else event.content
-            fresh = [c for c in calls if self._first_time(("call", c.id or repr(c)))]
-            lines = "".join(f"\u2192 {c.name}({c.arguments})\n" for c in fresh)
+            new_calls = [c for c in calls if self._first_time(("call", c.id or repr(c)))]
+            lines = "".join(f"\u2192 {c.name}({c.arguments})\n" for c in new_calls)
             return self._note(event.source, lines)
         if isinstance(event, AgentToolResults | ToolCallExecutionEvent):
             results = event.results if isinstance(event, AgentToolResults) else event.content
-            fresh = [r for r in results if self._first_time(("result", r.call_id or repr(r)))]
-            lines = "".join(f"\u2190 {r.name}: {_excerpt(r.content)}\n" for r in fresh)
+            new_results = [r for r in results if self._first_time(("result", r.call_id or repr(r)))]
+            lines = "".join(f"\u2190 {r.name}: {_excerpt(r.content)}\n" for r in new_results)
             return self._note(event.source, lines)
         if isinstance(event, ThoughtEvent):
             return self._note(event.source, event.content)

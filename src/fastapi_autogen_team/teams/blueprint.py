@@ -234,8 +234,9 @@ class Blueprint:
 def _stream_past_runtime(config: dict[str, Any]) -> None:
     """Lets a streaming agent's shared client hand its tokens to the run (see `clients.py`)."""
     client = config.get("model_client")
-    is_shared = isinstance(client, dict) and client["provider"] == _SHARED_CLIENT
-    if config.get("model_client_stream") and is_shared and isinstance(config.get("name"), str):
+    if not (isinstance(client, dict) and client["provider"] == _SHARED_CLIENT):
+        return
+    if config.get("model_client_stream") and isinstance(config.get("name"), str):
         client["config"] = {**client["config"], "agent": config["name"]}
         config["model_client_stream"] = False
 

@@ -7,6 +7,7 @@ its tokens can stream to the client as the answer while they arrive, with no buf
 from __future__ import annotations
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import ChatAgent, Team
 from autogen_agentchat.conditions import MaxMessageTermination, SourceMatchTermination
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.model_context import UnboundedChatCompletionContext
@@ -33,7 +34,7 @@ def _agent(name: str, system_message: str, inputs: RunInputs) -> AssistantAgent:
 
 
 def build_team(inputs: RunInputs) -> RoundRobinGroupChat:
-    agents = [
+    agents: list[ChatAgent | Team] = [
         _agent(DRAFTER, prompts.DRAFTER, inputs),
         _agent(REVIEWER, prompts.REVIEWER, inputs),
     ]

@@ -31,7 +31,7 @@ from autogen_core.models import (
     FunctionExecutionResult,
     FunctionExecutionResultMessage,
     LLMMessage,
-    ModelCapabilities,  # type: ignore[attr-defined]
+    ModelCapabilities,
     ModelFamily,
     ModelInfo,
     RequestUsage,
@@ -427,8 +427,8 @@ class RunModelClient(ChatCompletionClient):
         return self._inner.remaining_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self._inner.model_info  # type: ignore[return-value]
+    def capabilities(self) -> ModelCapabilities:
+        return self._inner.model_info
 
     @property
     def model_info(self) -> ModelInfo:

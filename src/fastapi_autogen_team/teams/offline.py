@@ -28,7 +28,7 @@ from autogen_core.models import (
     CreateResult,
     FunctionExecutionResultMessage,
     LLMMessage,
-    ModelCapabilities,  # type: ignore[attr-defined]
+    ModelCapabilities,
     ModelFamily,
     ModelInfo,
     RequestUsage,
@@ -109,7 +109,7 @@ def _schema(tool: Tool | ToolSchema) -> ToolSchema:
 
 def _arguments(schema: ToolSchema, task: str) -> dict[str, Any]:
     """Values for the tool's required parameters, made from the task."""
-    parameters = schema.get("parameters") or {}
+    parameters: Mapping[str, Any] = schema.get("parameters") or {}
     properties = parameters.get("properties") or {}
     by_type: dict[str, Any] = {
         "string": task,
@@ -149,7 +149,9 @@ def _count_words(messages: Sequence[LLMMessage]) -> int:
     return sum(len(_text(m).split()) for m in messages if not isinstance(m, SystemMessage))
 
 
-def _apply_limits(tokens: list[str], args: Mapping[str, Any]) -> tuple[list[str], str]:
+def _apply_limits(
+    tokens: list[str], args: Mapping[str, Any]
+) -> tuple[list[str], Literal["stop", "length"]]:
     finish: Literal["stop", "length"] = "stop"
     stops = args.get("stop")
     if stops:
@@ -278,8 +280,8 @@ class OfflineChatCompletionClient(ChatCompletionClient, Component[OfflineConfig]
         return max(0, 128_000 - _count_words(messages))
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.model_info  # type: ignore[return-value]
+    def capabilities(self) -> ModelCapabilities:
+        return self.model_info
 
     @property
     def model_info(self) -> ModelInfo:

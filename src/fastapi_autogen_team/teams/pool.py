@@ -83,7 +83,9 @@ def _build(cls: type[ChatCompletionClient], component: dict[str, Any]) -> ChatCo
     if cls is not OpenAIChatCompletionClient:
         return ChatCompletionClient.load_component(component)
     config = OpenAIChatCompletionClient.component_config_schema.model_validate(component["config"])
-    options = config.model_dump(exclude_none=True)
+    options: dict[str, Any] = config.model_dump(exclude_none=True)
     if isinstance(config.api_key, SecretStr):
         options["api_key"] = config.api_key.get_secret_value()
-    return OpenAIChatCompletionClient(**options, http_client=tracked_http_client())
+    # `http_client` is not in the client's typed options, though its SDK client takes it.
+    options["http_client"] = tracked_http_client()
+    return OpenAIChatCompletionClient(**options)

@@ -75,6 +75,6 @@ class RetryPolicy:
             error, openai.APIConnectionError
         ):
             return None
-        backoff = min(self.base_delay * 2**attempt, _MAX_BACKOFF)
+        backoff = min(self.base_delay * 2.0**attempt, _MAX_BACKOFF)
         # Never sooner than the backoff: "retry after 0" must not become a burst of retries.
         return backoff if requested is None else max(requested, backoff)
