@@ -161,3 +161,32 @@ def test_console_script_sends_uvicorn_lines_to_each_log_destination_once(
     assert access.scope == "uvicorn.access"
     assert (access.trace_id, access.span_id) == (request.trace_id, request.span_id)
     assert len([r for r in receiver.logs if "GET /v1/models" in str(r.body)]) == 1
+
+
+def test_plain_uvicorn_sends_its_own_lines_to_each_log_destination_once(
+    tmp_path: Path,
+) -> None:
+    """`uvicorn ...:app` keeps its loggers to itself; the lifespan bridges them to the file
+    and to OTLP, while the console keeps uvicorn's own handler only."""
+    port = free_port()
+    log_file = tmp_path / "service.log"
+    command = [sys.executable, "-m", "uvicorn", "fastapi_autogen_team.main:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with OtlpReceiver() as receiver:
+        env = server_env(receiver, LOG_FILE=str(log_file))
+        with server_process(command, env, tmp_path) as console:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_until_ready(base_url)
+            assert httpx2.get(f"{base_url}/v1/models").status_code == 200
+        request = receiver.wait_for_span("GET /v1/models")
+        access = receiver.wait_for_log(lambda r: "GET /v1/models" in str(r.body))
+        receiver.wait_for_log(lambda r: "Application startup complete" in str(r.body))
+
+    access_line = '"GET /v1/models HTTP/1.1" 200'
+    file_lines = log_file.read_text().splitlines()
+    assert len([line for line in file_lines if access_line in line]) == 1
+    assert len([line for line in file_lines if "Application startup complete." in line]) == 1
+    assert len([line for line in console.read_text().splitlines() if access_line in line]) == 1
+    assert access.scope == "uvicorn.access"
+    assert (access.trace_id, access.span_id) == (request.trace_id, request.span_id)
+    assert len([r for r in receiver.logs if "GET /v1/models" in str(r.body)]) == 1

@@ -8,6 +8,9 @@ earlier setup left behind, so repeated start-ups (tests) never stack duplicates.
 console and file handlers once (`configure_process_logging`) and turns uvicorn's own logging
 config off, so uvicorn's lines, including those before the lifespan starts and after it ends,
 propagate to the same handlers; a lifespan then adds and removes only the OTLP handler.
+Under plain `uvicorn ...:app`, uvicorn's own loggers do not propagate; a lifespan gives them
+its file and OTLP handlers too (not its console: uvicorn prints them there already), so the
+access log and server errors reach every destination once, from start-up's end to shutdown.
 
 The OTLP handler is the service's own rather than the SDK's `LoggingHandler`, which is
 deprecated in opentelemetry-sdk 1.45. It drops records made while OpenTelemetry is exporting
@@ -75,6 +78,11 @@ EXPORT_LOG_INTERVAL = 300.0  # seconds between two lines with the same message
 
 # Exported below WARNING with CAPTURE_CONTENT off; any other logger's records might hold content.
 CONTENT_FREE_LOGGERS = ("fastapi_autogen_team", "uvicorn")
+
+# Plain `uvicorn ...:app` sets these not to propagate, so their lines (errors, the access log)
+# would stop at uvicorn's console handler. While a lifespan runs they also get its file and
+# OTLP handlers; their console stays uvicorn's own.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.access")
 
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 _STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -201,10 +209,15 @@ def configure_logging(settings: Settings, provider: _logs.LoggerProvider | None)
         handlers.append(("otlp", otlp))
 
     root = logging.getLogger()
+    uvicorn_loggers = [logging.getLogger(name) for name in UVICORN_LOGGERS]
     for name, handler in handlers:
         handler.set_name(HANDLER_PREFIX + name)
         root.addHandler(handler)
         setup.handlers.append(handler)
+        if name != "console":
+            for logger in uvicorn_loggers:
+                if not logger.propagate:
+                    logger.addHandler(handler)
 
     _set_levels(settings, setup)
     for name in EXPORT_LOGGERS:
@@ -251,7 +264,8 @@ def _set_levels(settings: Settings, setup: LogSetup) -> None:
 
 
 def _remove_leftover_handlers() -> None:
-    for handler in list(logging.getLogger().handlers):
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in UVICORN_LOGGERS)]
+    for handler in dict.fromkeys(h for logger in loggers for h in logger.handlers):
         name = handler.get_name() or ""
         if name.startswith(HANDLER_PREFIX) and not name.startswith(PROCESS_HANDLER_PREFIX):
             _remove(handler)
@@ -259,6 +273,8 @@ def _remove_leftover_handlers() -> None:
 
 def _remove(handler: logging.Handler) -> None:
     logging.getLogger().removeHandler(handler)
+    for name in UVICORN_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
     handler.close()
 
 
