@@ -312,19 +312,30 @@ async def test_team_file_with_the_builtin_id_replaces_the_builtin_team(tmp_path:
         await registry.close()
 
 
-def test_console_script_prints_the_bad_file_without_a_traceback(tmp_path: Path) -> None:
+CONSOLE_SCRIPT = ["-c", "from fastapi_autogen_team.main import run; run()"]
+PLAIN_UVICORN = ["-m", "uvicorn", "fastapi_autogen_team.main:app", "--host", "127.0.0.1"]
+
+
+@pytest.mark.parametrize("command", [CONSOLE_SCRIPT, PLAIN_UVICORN], ids=["script", "uvicorn"])
+def test_start_up_prints_the_bad_file_without_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
     folder = tmp_path / "teams"
     folder.mkdir()
     path = write(folder, "broken.yaml", "component: [unclosed\n")
+    port = str(free_port())  # never bound: start-up stops before serving
     env = os.environ | {
         "TEAMS_DIR": str(folder),
         "LOG_FILE": "",
         "TELEMETRY_ENABLED": "false",
-        "DEFAULT_PORT": str(free_port()),  # never bound: start-up stops before serving
+        "DEFAULT_PORT": port,
     }
-    script = "from fastapi_autogen_team.main import run; run()"
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, timeout=60
+        [sys.executable, *command, *(["--port", port] if command is PLAIN_UVICORN else [])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
     )
     stderr = done.stderr.decode()
     assert done.returncode == 1

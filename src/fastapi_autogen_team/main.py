@@ -26,7 +26,9 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         from .app import create_app
 
-        return create_app(_load_settings())
+        settings = _load_settings()
+        _check_team_files(settings)  # a bad file: one line, not uvicorn's lifespan traceback
+        return create_app(settings)
     raise AttributeError(name)
 
 
@@ -48,7 +50,8 @@ def _refuse_open_public_bind(settings: Settings) -> None:
 def _check_team_files(settings: Settings) -> None:
     """Loads TEAMS_DIR once before serving, so a bad file stops start-up with one message.
 
-    Inside the lifespan the same error would reach the console wrapped in a traceback.
+    Inside the lifespan the same error would reach the console wrapped in a traceback. Both
+    the console script and `uvicorn ...main:app` (through `__getattr__`) check first.
     """
     if not settings.TEAMS_DIR:
         return
