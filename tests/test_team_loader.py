@@ -314,11 +314,22 @@ async def test_team_file_with_the_builtin_id_replaces_the_builtin_team(tmp_path:
 
 CONSOLE_SCRIPT = ["-c", "from fastapi_autogen_team.main import run; run()"]
 PLAIN_UVICORN = ["-m", "uvicorn", "fastapi_autogen_team.main:app", "--host", "127.0.0.1"]
+UVICORN_STARTUP_FAILURE = 3  # the exit code that stops uvicorn's worker supervisor
 
 
-@pytest.mark.parametrize("command", [CONSOLE_SCRIPT, PLAIN_UVICORN], ids=["script", "uvicorn"])
+@pytest.mark.parametrize(
+    ("command", "exit_code"),
+    [
+        (CONSOLE_SCRIPT, 1),
+        (PLAIN_UVICORN, UVICORN_STARTUP_FAILURE),
+        # A worker that dies at start-up any other way is restarted forever; this one makes
+        # the supervisor stop (and exit 0, uvicorn's choice) instead of hitting the timeout.
+        ([*PLAIN_UVICORN, "--workers", "2"], 0),
+    ],
+    ids=["script", "uvicorn", "uvicorn-workers"],
+)
 def test_start_up_prints_the_bad_file_without_a_traceback(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, command: list[str], exit_code: int
 ) -> None:
     folder = tmp_path / "teams"
     folder.mkdir()
@@ -331,14 +342,14 @@ def test_start_up_prints_the_bad_file_without_a_traceback(
         "DEFAULT_PORT": port,
     }
     done = subprocess.run(
-        [sys.executable, *command, *(["--port", port] if command is PLAIN_UVICORN else [])],
+        [sys.executable, *command, *(["--port", port] if "uvicorn" in command else [])],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         timeout=60,
     )
     stderr = done.stderr.decode()
-    assert done.returncode == 1
+    assert done.returncode == exit_code
     assert f"{path}: is not valid YAML" in stderr
     assert "Traceback" not in stderr
 

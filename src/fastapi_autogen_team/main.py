@@ -24,10 +24,17 @@ def _load_settings() -> Settings:
 
 def __getattr__(name: str) -> Any:
     if name == "app":
+        from uvicorn.config import STARTUP_FAILURE
+
         from .app import create_app
 
-        settings = _load_settings()
-        _check_team_files(settings)  # a bad file: one line, not uvicorn's lifespan traceback
+        try:
+            settings = _load_settings()
+            _check_team_files(settings)  # a bad file: one line, not a lifespan traceback
+        except SystemExit as refusal:
+            # uvicorn's supervisor restarts a worker that exits any other way, forever.
+            print(refusal.code, file=sys.stderr)
+            raise SystemExit(STARTUP_FAILURE) from None
         return create_app(settings)
     raise AttributeError(name)
 
