@@ -15,7 +15,7 @@ import json
 import statistics
 import time
 
-from processes import BENCH, PYTHON, Service, Upstream, finish_load, start_load
+from processes import BENCH, PYTHON, Service, Upstream, finish_load
 from scenarios import Bench, Config
 
 
@@ -44,17 +44,9 @@ def main() -> None:
             options.extra_env["BENCH_GC_THRESHOLDS"] = args.thresholds
         service = Service(upstream, options, workdir)
         try:
-            ramp = bench.stream_seconds(args.tokens)
             time.sleep(1.0)  # the record of start-up's collections is written
             before = len(json.loads(record.read_text()))
-            load = start_load(
-                service.port,
-                bench.body(args.tokens),
-                concurrency=args.streams,
-                requests=1_000_000,
-                ramp=ramp,
-                duration=ramp + args.seconds,
-            )
+            load, _ = bench.hold(service, args.streams, args.tokens, args.seconds)
             rss = [service.rss()]
             while load.poll() is None:
                 time.sleep(0.2)

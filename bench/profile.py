@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from processes import BENCH, Service, Upstream, finish_load, start_load
+from processes import BENCH, Service, Upstream, finish_load
 from scenarios import Bench, Config
 
 TOP = 25
@@ -144,15 +144,7 @@ def main() -> None:
         telemetry = args.telemetry == "on"
         service = Service(upstream, bench.options(telemetry), workdir)
         try:
-            ramp = bench.stream_seconds(args.tokens)
-            load = start_load(
-                service.port,
-                bench.body(args.tokens),
-                concurrency=args.streams,
-                requests=1_000_000,
-                ramp=ramp,
-                duration=ramp + args.seconds + 2,
-            )
+            load, ramp = bench.hold(service, args.streams, args.tokens, args.seconds + 2)
             time.sleep(ramp + 1)
             before = service.cpu()
             output = workdir / f"py-spy-{args.tokens}tokens.folded"

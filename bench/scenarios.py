@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,22 @@ class Bench:
         """How long one stream lasts at the set token rate."""
         calls = 1 if direct else self.config.calls
         return calls * tokens * self.config.interval
+
+    def hold(
+        self, service: Service, streams: int, tokens: int, seconds: float
+    ) -> tuple[subprocess.Popen[bytes], float]:
+        """Starts holding `streams` streams for `seconds` after a ramp of one stream's length;
+        the load generator (read it with `finish_load`) and the ramp's seconds."""
+        ramp = self.stream_seconds(tokens)
+        process = start_load(
+            service.port,
+            self.body(tokens),
+            concurrency=streams,
+            requests=1_000_000,
+            ramp=ramp,
+            duration=ramp + seconds,
+        )
+        return process, ramp
 
 
 def ttfts(rows: Rows, after: float = 0.0) -> list[float]:
